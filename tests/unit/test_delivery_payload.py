@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qsl
 
 import pytest
@@ -34,3 +35,13 @@ def test_form_body_is_urlencoded_in_order() -> None:
     body = payload.build_body("17", URL, domain.CONTENT_TYPE_FORM)
     assert body == b"id=17&resource_url=https%3A%2F%2Facme.example%2Fapi%2Fv0%2Fissues%2F17.json"
     assert parse_qsl(body.decode()) == [("id", "17"), ("resource_url", URL)]
+
+
+@pytest.mark.parametrize("object_id", ["1", "0", "00", 'x"y', "caf\u00e9", "12a", "-3"])
+@pytest.mark.parametrize("resource_url", [None, URL, 'https://x.example/a"b\\c/\u00e9'])
+def test_json_body_is_exactly_what_json_dumps_writes(object_id: str, resource_url: str | None) -> None:
+    document: dict[str, object] = {"id": payload.payload_id(object_id)}
+    if resource_url is not None:
+        document["resource_url"] = resource_url
+    expected = json.dumps(document, separators=(",", ":")).encode()
+    assert payload.build_body(object_id, resource_url, domain.CONTENT_TYPE_JSON) == expected
