@@ -1,0 +1,118 @@
+"""Run every Hookline benchmark with its baseline, print the table and write bench/results/latest.json.
+
+    .venv/bin/python -m bench.run            # the full run (< 10 minutes on 2 cores)
+    .venv/bin/python -m bench.run --quick    # tiny sizes, proves the harness works (< 30 s)
+    .venv/bin/python -m bench.run --only floor,throughput-sqlite
+
+`python bench/run.py` works too. Only 127.0.0.1 is used; every child process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import baselines, procs
+from bench.context import RunContext, Sizes
+from bench.results import Figure, RunReport, render_table
+
+DEFAULT_OUTPUT = procs.BENCH_DIR / "results" / "latest.json"
+DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_URL_ENV = "HOOKLINE_BENCH_POSTGRES_URL"
+
+Benchmark = Callable[[RunContext], Awaitable[list[Figure]]]
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    """Every benchmark by name, in the order a full run executes them (the floor first: others divide by it)."""
+    registry: dict[str, Benchmark] = {
+        "floor": baselines.measure_floor,
+        "sink": baselines.check_sink_capacity,
+    }
+    return registry
+
+
+async def run_benchmarks(names: list[str], sizes: Sizes, quick: bool, postgres_admin_url: str) -> RunReport:
+    """Run the named benchmarks in order with one shared sink; a failing benchmark is reported, not fatal."""
+    command = " ".join(shlex.quote(part) for part in [Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]])
+    report = RunReport(command=command, quick=quick)
+    started = time.monotonic()
+    work_dir = Path(tempfile.mkdtemp(prefix="hookline-bench-"))
+    registry = benchmarks()
+    sink = procs.start_sink(work_dir)
+    context = RunContext(sizes=sizes, quick=quick, work_dir=work_dir, sink=sink, postgres_admin_url=postgres_admin_url)
+    keep_work_dir = False
+    try:
+        for name in names:
+            benchmark = registry[name]
+            benchmark_started = time.monotonic()
+            try:
+                figures = await benchmark(context)
+            except Exception as exc:  # one broken benchmark must not hide the others' figures
+                keep_work_dir = True
+                detail = "".join(traceback.format_exception_only(exc)).strip()
+                figures = [Figure(name, "error", None, "", note=f"failed: {detail[:300]} (logs in {work_dir})")]
+                context.details[f"{name}_traceback"] = traceback.format_exc()
+            finally:
+                context.stop_children()
+            context.details[f"{name}_seconds"] = round(time.monotonic() - benchmark_started, 1)
+            report.figures.extend(figures)
+    finally:
+        context.stop_children()
+        sink.child.stop()
+        if not keep_work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    report.details = context.details
+    report.duration_seconds = time.monotonic() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; exit 0 when every benchmark ran (targets missed are reported, not failures)."""
+    all_names = list(benchmarks())
+    parser = argparse.ArgumentParser(
+        description="Hookline benchmarks, each with its baseline measured in the same run."
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, quotes nothing")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {','.join(all_names)}")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON report")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_ADMIN_URL),
+        help=f"a PostgreSQL server to create (and drop) a scratch database on (env {POSTGRES_URL_ENV})",
+    )
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.only.split(",") if name.strip()] or all_names
+    unknown = [name for name in names if name not in all_names]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(all_names)}")
+    if "floor" not in names and any(name != "sink" for name in names):
+        names.insert(0, "floor")  # every delivery figure is a ratio to the floor measured in the same run
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    report = asyncio.run(run_benchmarks(names, sizes, args.quick, args.postgres_url))
+    render_table(report)
+    report.write_json(args.output)
+    print(f"wrote {args.output}")
+    return 1 if any(figure.metric == "error" for figure in report.figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
