@@ -1,0 +1,752 @@
+"""The delivery queue on PostgreSQL: many processes on many machines share one queue.
+
+Claims lease rows with `FOR UPDATE SKIP LOCKED` (a lease pushes next_attempt_at to its expiry, so a dead
+worker's rows fall due again); results go through one writer task per process that commits whatever
+accumulated while its previous commit ran, as `unnest` arrays; ingestion NOTIFYs `NOTIFY_CHANNEL` in its
+own transaction and a dedicated LISTEN connection wakes this process's dispatcher. Every time is the
+database's clock (epoch seconds), so processes on different machines agree on what is due.
+
+Lock order, to keep concurrent writers free of deadlocks: a subscription row before any of its deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import TupleRow
+
+from hookline.domain import AttemptResult, ClaimedDelivery, NewEvent, StoredEvent
+from hookline.store.queue import NOTIFY_CHANNEL, FailurePolicy
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[TupleRow]
+
+DEFAULT_MIN_POOL_SIZE = 2
+DEFAULT_MAX_POOL_SIZE = 10
+POOL_TIMEOUT_SECONDS = 15.0
+OPEN_TIMEOUT_SECONDS = 15.0
+LISTEN_BACKOFF_MIN_SECONDS = 0.1
+LISTEN_BACKOFF_MAX_SECONDS = 5.0
+MAX_RESULTS_PER_COMMIT = 5000
+LAST_ERROR_MAX_CHARS = 300
+ERROR_CLASS_MAX_CHARS = 64
+# TCP keepalives, so a connection to a vanished server (no FIN) is noticed within ~25 s.
+CONNECTION_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+# The database's clock, fixed for one statement.
+NOW = "extract(epoch from statement_timestamp())::float8"
+
+STATE_BY_OUTCOME = {"success": "succeeded", "retry": "pending", "failed": "failed", "gone": "failed"}
+FAILURE_OUTCOMES = frozenset({"retry", "failed"})
+
+CLOCK_SQL = "SELECT extract(epoch from clock_timestamp())::float8"
+
+CLAIM_SQL = f"""
+WITH due AS (
+    SELECT id, next_attempt_at FROM deliveries
+    WHERE state = 'pending' AND next_attempt_at <= {NOW} AND subscription_id <> ALL(%(excluded)s::text[])
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+orphaned AS (
+    UPDATE deliveries d
+    SET state = 'cancelled', finished_at = {NOW}, next_attempt_at = NULL, lease_owner = NULL,
+        last_error = 'subscription deleted'
+    FROM due, subscriptions s
+    WHERE d.id = due.id AND s.id = d.subscription_id AND s.deleted_at IS NOT NULL
+),
+claimed AS (
+    UPDATE deliveries d
+    SET lease_owner = %(owner)s, next_attempt_at = {NOW} + %(lease)s
+    FROM due, events e, subscriptions s, deployments dep
+    WHERE d.id = due.id AND e.id = d.event_row_id AND s.id = d.subscription_id AND s.deleted_at IS NULL
+      AND dep.id = d.deployment_id
+    RETURNING due.next_attempt_at AS due_at, d.id, d.subscription_id, d.deployment_id, d.attempts,
+        e.event_id, e.object_id, e.resource_url, s.trigger_url, s.content_type, s.secret,
+        dep.standard_webhooks, d.created_at, d.retries_allowed
+)
+SELECT id, subscription_id, deployment_id, attempts, event_id, object_id, resource_url, trigger_url,
+    content_type, secret, standard_webhooks, created_at, retries_allowed
+FROM claimed ORDER BY due_at, id
+"""
+
+# Record, step 1: lock the batch's subscriptions in id order (the lock order), and read their counters.
+LOCK_SUBSCRIPTIONS_SQL = f"""
+SELECT id, consecutive_failures, failing_since, deleted_at IS NOT NULL, {NOW}
+FROM subscriptions WHERE id = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE
+"""
+
+# Record, step 2: move each delivery on, fenced on its lease; only the rows returned count.
+FINISH_DELIVERIES_SQL = f"""
+UPDATE deliveries d
+SET state = r.state, attempts = d.attempts + 1, lease_owner = NULL,
+    next_attempt_at = CASE WHEN r.state = 'pending' THEN {NOW} + r.retry_in ELSE NULL END,
+    finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE {NOW} END,
+    last_status_code = r.status_code, last_error = r.error
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::int[], %s::text[])
+    AS r(id, owner, state, retry_in, status_code, error)
+WHERE d.id = r.id AND d.lease_owner = r.owner AND d.state = 'pending'
+RETURNING d.id
+"""
+
+# Record, step 3: log the attempts and write the subscriptions' new counters (computed in Python).
+LOG_ATTEMPTS_AND_COUNTERS_SQL = f"""
+WITH logged AS (
+    INSERT INTO attempts (delivery_id, subscription_id, attempt_number, started_at, duration_ms, status_code,
+        response_excerpt, error, error_class, outcome)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::float8[], %s::float8[], %s::int[],
+        %s::text[], %s::text[], %s::text[], %s::text[])
+)
+UPDATE subscriptions s
+SET consecutive_failures = u.consecutive_failures, failing_since = u.failing_since,
+    last_attempt_at = u.last_attempt_at, last_status_code = u.last_status_code, last_error = u.last_error,
+    deleted_at = CASE WHEN u.deleted_reason IS NULL THEN s.deleted_at ELSE {NOW} END,
+    deleted_reason = COALESCE(u.deleted_reason, s.deleted_reason)
+FROM unnest(%s::text[], %s::int[], %s::float8[], %s::float8[], %s::int[], %s::text[], %s::text[])
+    AS u(id, consecutive_failures, failing_since, last_attempt_at, last_status_code, last_error, deleted_reason)
+WHERE s.id = u.id
+"""
+
+CANCEL_PENDING_OF_SUBSCRIPTIONS_SQL = f"""
+UPDATE deliveries SET state = 'cancelled', finished_at = {NOW}, next_attempt_at = NULL, lease_owner = NULL,
+    last_error = 'subscription deleted'
+WHERE subscription_id = ANY(%s::text[]) AND state = 'pending'
+"""
+
+LOCK_ONE_SUBSCRIPTION_SQL = "SELECT 1 FROM subscriptions WHERE id = %s FOR NO KEY UPDATE"
+
+# Ingest: an expired idempotency key is set NULL, so the unique constraint admits the new event.
+RELEASE_EXPIRED_KEYS_SQL = f"""
+UPDATE events e SET idempotency_key = NULL
+FROM unnest(%s::int[], %s::text[]) AS k(deployment_id, idempotency_key)
+WHERE e.deployment_id = k.deployment_id AND e.idempotency_key = k.idempotency_key
+  AND e.created_at < {NOW} - %s
+"""
+
+# Ingest: store the events (ids drawn up front, so each input row knows its own) and fan them out.
+# A key that conflicts (a live duplicate, here or in a concurrent transaction) inserts nothing.
+INGEST_SQL = f"""
+WITH input AS (
+    SELECT nextval('events_id_seq') AS id, i.*
+    FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+        WITH ORDINALITY AS i(deployment_id, event_id, object_id, resource_url, user_ids, user_filter,
+            idempotency_key, only_subscription_id, ord)
+),
+inserted AS (
+    INSERT INTO events (id, deployment_id, event_id, object_id, resource_url, user_ids, idempotency_key, created_at)
+    SELECT id, deployment_id, event_id, object_id, resource_url, user_ids, idempotency_key, {NOW}
+    FROM input ORDER BY ord
+    ON CONFLICT (deployment_id, idempotency_key) DO NOTHING
+    RETURNING id, created_at
+),
+fanned AS (
+    INSERT INTO deliveries (event_row_id, subscription_id, deployment_id, state, attempts, retries_allowed,
+        next_attempt_at, created_at)
+    SELECT inserted.id, s.id, s.deployment_id, 'pending', 0, true, inserted.created_at, inserted.created_at
+    FROM inserted
+    JOIN input ON input.id = inserted.id
+    JOIN subscriptions s ON s.deployment_id = input.deployment_id AND s.event_id = input.event_id
+        AND s.deleted_at IS NULL
+        AND (input.user_filter IS NULL OR s.user_id = ANY(input.user_filter::int[]))
+        AND (input.only_subscription_id IS NULL OR s.id = input.only_subscription_id)
+    ORDER BY input.ord, s.id
+    RETURNING event_row_id
+),
+fan_counts AS (SELECT event_row_id, count(*) AS deliveries FROM fanned GROUP BY event_row_id)
+SELECT input.ord, inserted.id, inserted.created_at, COALESCE(fan_counts.deliveries, 0)
+FROM input
+LEFT JOIN inserted ON inserted.id = input.id
+LEFT JOIN fan_counts ON fan_counts.event_row_id = inserted.id
+ORDER BY input.ord
+"""
+
+ORIGINALS_SQL = """
+SELECT e.deployment_id, e.idempotency_key, e.id, e.event_id, e.object_id, e.resource_url, e.created_at,
+    (SELECT count(*) FROM deliveries d WHERE d.event_row_id = e.id)
+FROM events e JOIN unnest(%s::int[], %s::text[]) AS k(deployment_id, idempotency_key)
+    ON e.deployment_id = k.deployment_id AND e.idempotency_key = k.idempotency_key
+"""
+
+NOTIFY_SQL = f"NOTIFY {NOTIFY_CHANNEL}"
+LISTEN_SQL = f"LISTEN {NOTIFY_CHANNEL}"
+
+ENQUEUE_LEASED_SQL = f"""
+WITH target AS (
+    SELECT s.id, s.deployment_id, s.trigger_url, s.content_type, s.secret, dep.standard_webhooks
+    FROM subscriptions s JOIN deployments dep ON dep.id = s.deployment_id
+    WHERE s.id = %(subscription_id)s AND s.deployment_id = %(deployment_id)s AND s.deleted_at IS NULL
+),
+event AS (
+    INSERT INTO events (deployment_id, event_id, object_id, resource_url, user_ids, created_at)
+    SELECT deployment_id, %(event_id)s, %(object_id)s, %(resource_url)s, %(user_ids)s, {NOW} FROM target
+    RETURNING id, created_at
+),
+delivery AS (
+    INSERT INTO deliveries (event_row_id, subscription_id, deployment_id, state, attempts, retries_allowed,
+        next_attempt_at, lease_owner, created_at)
+    SELECT event.id, target.id, target.deployment_id, 'pending', 0, false, {NOW} + %(lease)s, %(owner)s,
+        event.created_at
+    FROM event, target
+    RETURNING id, created_at
+)
+SELECT delivery.id, target.id, target.deployment_id, 0, %(event_id)s, %(object_id)s, %(resource_url)s,
+    target.trigger_url, target.content_type, target.secret, target.standard_webhooks, delivery.created_at, false
+FROM delivery, target
+"""
+
+RELEASE_SQL = f"""
+UPDATE deliveries SET lease_owner = NULL, next_attempt_at = {NOW}
+WHERE lease_owner = %s AND state = 'pending'
+"""
+
+REDELIVER_SQL = f"""
+INSERT INTO deliveries (event_row_id, subscription_id, deployment_id, state, attempts, retries_allowed,
+    next_attempt_at, created_at, redelivery_of)
+SELECT d.event_row_id, d.subscription_id, d.deployment_id, 'pending', 0, true, {NOW}, {NOW}, d.id
+FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id AND s.deleted_at IS NULL
+WHERE d.id = %s
+RETURNING id
+"""
+
+NEXT_DUE_SQL = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+PENDING_COUNT_SQL = "SELECT count(*) FROM deliveries WHERE state = 'pending'"
+
+CANCEL_PENDING_SQL = f"""
+UPDATE deliveries SET state = 'cancelled', finished_at = {NOW}, next_attempt_at = NULL, lease_owner = NULL,
+    last_error = 'subscription deleted'
+WHERE subscription_id = %s AND state = 'pending'
+"""
+
+# Prune: attempts, then the deliveries themselves (one statement: foreign keys are checked at its end).
+PRUNE_DELIVERIES_SQL = """
+WITH doomed AS (
+    SELECT id FROM deliveries
+    WHERE state <> 'pending' AND finished_at < %s
+    ORDER BY finished_at
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+),
+pruned_attempts AS (DELETE FROM attempts a USING doomed WHERE a.delivery_id = doomed.id)
+DELETE FROM deliveries d USING doomed WHERE d.id = doomed.id
+RETURNING d.event_row_id
+"""
+
+# Prune: the events whose deliveries were just pruned, once none is left.
+PRUNE_EMPTIED_EVENTS_SQL = """
+DELETE FROM events e
+WHERE e.id = ANY(%s::bigint[]) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_row_id = e.id)
+"""
+
+# Prune: old events that never had a delivery (they matched no subscription), a bounded batch of them.
+PRUNE_UNMATCHED_EVENTS_SQL = """
+DELETE FROM events e
+WHERE e.id IN (
+    SELECT candidate.id FROM events candidate
+    WHERE candidate.created_at < %s
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_row_id = candidate.id)
+    ORDER BY candidate.created_at
+    LIMIT %s
+)
+"""
+
+
+@dataclass(slots=True)
+class _SubscriptionCounters:
+    """A subscription's failure counters, as locked at the start of a record commit."""
+
+    consecutive_failures: int
+    failing_since: float | None
+    deleted: bool
+
+
+@dataclass(slots=True)
+class _CommitProgress:
+    """Whether a transaction reached its COMMIT (after which a retry could apply it twice)."""
+
+    commit_sent: bool = False
+
+
+def _truncate(text: str | None, max_chars: int) -> str | None:
+    return None if text is None else text[:max_chars]
+
+
+def _user_ids_json(user_ids: tuple[int, ...] | None) -> str | None:
+    """How an event's user_ids are stored: a JSON array of ints, or NULL when the event named none."""
+    return None if user_ids is None else json.dumps([int(user_id) for user_id in user_ids])
+
+
+def _user_filter(user_ids: tuple[int, ...] | None) -> str | None:
+    """The same user ids as a PostgreSQL int[] literal, for the fan-out's match."""
+    return None if user_ids is None else "{" + ",".join(str(int(user_id)) for user_id in user_ids) + "}"
+
+
+def _retriable(exc: BaseException) -> bool:
+    """A lost connection or a deadlock: worth one more try on a fresh connection (a pool timeout is not)."""
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg_pool.PoolTimeout)
+
+
+class PostgresQueue:
+    """The DeliveryQueue on PostgreSQL: psycopg 3 pool, SKIP LOCKED leases, group commit, LISTEN/NOTIFY."""
+
+    work_available: asyncio.Event
+
+    def __init__(
+        self,
+        conninfo: str,
+        policy: FailurePolicy,
+        *,
+        min_pool_size: int = DEFAULT_MIN_POOL_SIZE,
+        max_pool_size: int = DEFAULT_MAX_POOL_SIZE,
+    ) -> None:
+        self._conninfo = conninfo
+        self._policy = policy
+        self._pool = psycopg_pool.AsyncConnectionPool(
+            conninfo,
+            kwargs=CONNECTION_KWARGS,
+            min_size=min_pool_size,
+            max_size=max_pool_size,
+            timeout=POOL_TIMEOUT_SECONDS,
+            open=False,
+            name="hookline",
+        )
+        self.work_available = asyncio.Event()
+        self._pending_results: list[tuple[Sequence[AttemptResult], asyncio.Future[None]]] = []
+        self._results_arrived = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._listener_task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the pool, start the result writer and the LISTEN connection (waits until it listens)."""
+        self.work_available = asyncio.Event()
+        self._results_arrived = asyncio.Event()
+        self._listening = asyncio.Event()
+        self._closing = False
+        await self._pool.open(wait=True, timeout=OPEN_TIMEOUT_SECONDS)
+        self._writer_task = asyncio.create_task(self._write_results_forever(), name="hookline-pg-writer")
+        self._listener_task = asyncio.create_task(self._listen_forever(), name="hookline-pg-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), OPEN_TIMEOUT_SECONDS)
+
+    async def close(self) -> None:
+        """Flush results still waiting for a commit, stop listening and close every connection."""
+        self._closing = True
+        self._results_arrived.set()
+        if self._writer_task is not None:
+            await self._writer_task
+            self._writer_task = None
+        if self._listener_task is not None:
+            self._listener_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener_task
+            self._listener_task = None
+        await self._pool.close()
+
+    # -- connections -----------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        operation: Callable[[Connection, _CommitProgress], Awaitable[T]],
+        *,
+        idempotent: bool,
+    ) -> T:
+        """Run `operation` on a pooled connection; once more on a fresh one if the connection failed.
+
+        A non-idempotent operation is retried only when its transaction never reached COMMIT.
+        """
+        progress = _CommitProgress()
+        try:
+            async with self._pool.connection() as connection:
+                return await operation(connection, progress)
+        except psycopg.Error as exc:
+            if not _retriable(exc) or (progress.commit_sent and not idempotent):
+                raise
+            logger.warning("PostgreSQL operation failed (%s: %s); retrying once", type(exc).__name__, exc)
+        # Other idle connections may be dead too (a server restart kills them all): weed them out first.
+        await self._pool.check()
+        async with self._pool.connection() as connection:
+            return await operation(connection, _CommitProgress())
+
+    async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+        async def fetch(connection: Connection, _progress: _CommitProgress) -> tuple[Any, ...]:
+            cursor = await connection.execute(sql, params)
+            row = await cursor.fetchone()
+            assert row is not None  # aggregate queries always answer one row
+            return row
+
+        return await self._run(fetch, idempotent=True)
+
+    async def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        async def execute(connection: Connection, _progress: _CommitProgress) -> int:
+            cursor = await connection.execute(sql, params)
+            return cursor.rowcount
+
+        return await self._run(execute, idempotent=True)
+
+    # -- the clock and counts --------------------------------------------------------------------------
+
+    async def now(self) -> float:
+        """The database's clock in epoch seconds."""
+        (now,) = await self._fetch_one(CLOCK_SQL)
+        return float(now)
+
+    async def next_due_at(self) -> float | None:
+        """When the earliest pending delivery falls due (a leased one: when its lease expires), or None."""
+        (due_at,) = await self._fetch_one(NEXT_DUE_SQL)
+        return None if due_at is None else float(due_at)
+
+    async def pending_count(self) -> int:
+        """How many deliveries are pending (due or not, leased or not)."""
+        (count,) = await self._fetch_one(PENDING_COUNT_SQL)
+        return int(count)
+
+    # -- ingestion -------------------------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[NewEvent], idempotency_window_seconds: float) -> list[StoredEvent]:
+        """Store events and fan them out in one transaction; a live idempotency key answers its original."""
+        if not events:
+            return []
+        keyed = [event for event in events if event.idempotency_key is not None]
+        key_deployments = [event.deployment_id for event in keyed]
+        key_values = [event.idempotency_key for event in keyed]
+        ingest_params = (
+            [event.deployment_id for event in events],
+            [event.event_id for event in events],
+            [event.object_id for event in events],
+            [event.resource_url for event in events],
+            [_user_ids_json(event.user_ids) for event in events],
+            [_user_filter(event.user_ids) for event in events],
+            [event.idempotency_key for event in events],
+            [event.only_subscription_id for event in events],
+        )
+
+        async def store(connection: Connection, progress: _CommitProgress) -> list[StoredEvent]:
+            async with connection.transaction():
+                if keyed:
+                    await connection.execute(
+                        RELEASE_EXPIRED_KEYS_SQL, (key_deployments, key_values, idempotency_window_seconds)
+                    )
+                cursor = await connection.execute(INGEST_SQL, ingest_params)
+                rows = await cursor.fetchall()
+                originals: dict[tuple[int, str], StoredEvent] = {}
+                if any(row[1] is None for row in rows):
+                    cursor = await connection.execute(ORIGINALS_SQL, (key_deployments, key_values))
+                    for deployment_id, key, *original in await cursor.fetchall():
+                        row_id, event_id, object_id, url, created_at, count = original
+                        originals[(deployment_id, key)] = StoredEvent(
+                            row_id, event_id, object_id, url, created_at, count, duplicate=True
+                        )
+                if any(row[3] for row in rows):
+                    await connection.execute(NOTIFY_SQL)
+                progress.commit_sent = True
+            return self._stored_events(events, rows, originals)
+
+        stored = await self._run(store, idempotent=False)
+        if any(event.deliveries and not event.duplicate for event in stored):
+            self.work_available.set()
+        return stored
+
+    @staticmethod
+    def _stored_events(
+        events: Sequence[NewEvent],
+        rows: list[tuple[Any, ...]],
+        originals: dict[tuple[int, str], StoredEvent],
+    ) -> list[StoredEvent]:
+        stored: list[StoredEvent] = []
+        for event, (_ord, row_id, created_at, deliveries) in zip(events, rows, strict=True):
+            if row_id is None:
+                assert event.idempotency_key is not None  # only a key can conflict
+                stored.append(originals[(event.deployment_id, event.idempotency_key)])
+            else:
+                stored.append(
+                    StoredEvent(row_id, event.event_id, event.object_id, event.resource_url, created_at, deliveries)
+                )
+        return stored
+
+    async def enqueue_leased(
+        self, event: NewEvent, subscription_id: str, owner: str, lease_seconds: float
+    ) -> ClaimedDelivery | None:
+        """Store an event with one delivery to this subscription, leased to `owner`, without retries."""
+        params = {
+            "subscription_id": subscription_id,
+            "deployment_id": event.deployment_id,
+            "event_id": event.event_id,
+            "object_id": event.object_id,
+            "resource_url": event.resource_url,
+            "user_ids": _user_ids_json(event.user_ids),
+            "lease": lease_seconds,
+            "owner": owner,
+        }
+
+        async def store(connection: Connection, progress: _CommitProgress) -> ClaimedDelivery | None:
+            # An explicit transaction, so a connection lost before COMMIT is known to have stored nothing.
+            async with connection.transaction():
+                cursor = await connection.execute(ENQUEUE_LEASED_SQL, params)
+                row = await cursor.fetchone()
+                progress.commit_sent = True
+            return None if row is None else ClaimedDelivery(*row)
+
+        return await self._run(store, idempotent=False)
+
+    # -- the hot path: claim and record ----------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, lease_seconds: float, exclude_subscription_ids: Collection[str] = ()
+    ) -> list[ClaimedDelivery]:
+        """Lease up to `limit` due deliveries, oldest due first; cancels those of deleted subscriptions."""
+        params = {"excluded": list(exclude_subscription_ids), "limit": limit, "owner": owner, "lease": lease_seconds}
+
+        async def lease(connection: Connection, _progress: _CommitProgress) -> list[ClaimedDelivery]:
+            cursor = await connection.execute(CLAIM_SQL, params)
+            return [ClaimedDelivery(*row) for row in await cursor.fetchall()]
+
+        # Idempotent enough: rows leased by a claim whose answer was lost come back when the lease expires.
+        return await self._run(lease, idempotent=True)
+
+    async def record(self, results: Sequence[AttemptResult]) -> None:
+        """Hand results to the writer; returns once the commit that holds them is done."""
+        if not results:
+            return
+        if self._closing or self._writer_task is None:
+            raise RuntimeError("the queue is closed")
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_results.append((results, committed))
+        self._results_arrived.set()
+        await committed
+
+    async def _write_results_forever(self) -> None:
+        """The one writer: commits whatever accumulated while its previous commit ran."""
+        while True:
+            await self._results_arrived.wait()
+            self._results_arrived.clear()
+            while self._pending_results:
+                waiting = self._take_pending_batch()
+                batch = [result for results, _ in waiting for result in results]
+
+                async def commit(connection: Connection, _progress: _CommitProgress) -> None:
+                    await self._commit_results(connection, batch)  # noqa: B023 (awaited within this iteration)
+
+                try:
+                    # Fenced on the lease: applying a batch twice changes nothing, so a retry is safe.
+                    await self._run(commit, idempotent=True)
+                except Exception as exc:
+                    logger.exception("could not record %d attempt results", len(waiting))
+                    for _, committed in waiting:
+                        if not committed.done():
+                            committed.set_exception(exc)
+                else:
+                    for _, committed in waiting:
+                        if not committed.done():
+                            committed.set_result(None)
+            if self._closing and not self._pending_results:
+                return
+
+    def _take_pending_batch(self) -> list[tuple[Sequence[AttemptResult], asyncio.Future[None]]]:
+        batch: list[tuple[Sequence[AttemptResult], asyncio.Future[None]]] = []
+        taken_results = 0
+        while self._pending_results and (not batch or taken_results < MAX_RESULTS_PER_COMMIT):
+            results, committed = self._pending_results.pop(0)
+            batch.append((results, committed))
+            taken_results += len(results)
+        return batch
+
+    async def _commit_results(self, connection: Connection, results: list[AttemptResult]) -> None:
+        subscription_ids = sorted({result.subscription_id for result in results})
+        async with connection.transaction():
+            cursor = await connection.execute(LOCK_SUBSCRIPTIONS_SQL, (subscription_ids,))
+            locked = await cursor.fetchall()
+            cursor = await connection.execute(
+                FINISH_DELIVERIES_SQL,
+                (
+                    [result.delivery_id for result in results],
+                    [result.lease_owner for result in results],
+                    [STATE_BY_OUTCOME[result.outcome] for result in results],
+                    [float(result.retry_in_seconds or 0.0) for result in results],
+                    [result.status_code for result in results],
+                    [_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in results],
+                ),
+            )
+            fenced_ids = {row[0] for row in await cursor.fetchall()}
+            accepted = [result for result in results if result.delivery_id in fenced_ids]
+            if not accepted:
+                return
+            now = locked[0][4] if locked else 0.0
+            counters = {row[0]: _SubscriptionCounters(row[1], row[2], row[3]) for row in locked}
+            updates = _subscription_updates(accepted, counters, now, self._policy)
+            update_columns: list[list[Any]] = [[] for _ in range(SUBSCRIPTION_UPDATE_COLUMNS)]
+            for update in updates:
+                for column, value in zip(update_columns, update, strict=True):
+                    column.append(value)
+            await connection.execute(
+                LOG_ATTEMPTS_AND_COUNTERS_SQL,
+                (
+                    [result.delivery_id for result in accepted],
+                    [result.subscription_id for result in accepted],
+                    [result.attempt_number for result in accepted],
+                    [float(result.started_at) for result in accepted],
+                    [float(result.duration_ms) for result in accepted],
+                    [result.status_code for result in accepted],
+                    [result.response_excerpt for result in accepted],
+                    [_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in accepted],
+                    [_truncate(result.error_class, ERROR_CLASS_MAX_CHARS) for result in accepted],
+                    [result.outcome for result in accepted],
+                    *update_columns,
+                ),
+            )
+            deleted_now = [update[0] for update in updates if update[6] is not None]
+            if deleted_now:
+                await connection.execute(CANCEL_PENDING_OF_SUBSCRIPTIONS_SQL, (deleted_now,))
+
+    # -- the rest of the interface ---------------------------------------------------------------------
+
+    async def release(self, owner: str) -> int:
+        """Hand back every delivery leased to `owner` (due now); returns how many."""
+        released = await self._execute_count(RELEASE_SQL, (owner,))
+        if released:
+            self.work_available.set()
+        return released
+
+    async def redeliver(self, delivery_id: int) -> int | None:
+        """Queue a new delivery of the same event to the same live subscription; its id, or None."""
+
+        async def insert(connection: Connection, progress: _CommitProgress) -> int | None:
+            async with connection.transaction():
+                cursor = await connection.execute(REDELIVER_SQL, (delivery_id,))
+                row = await cursor.fetchone()
+                if row is not None:
+                    await connection.execute(NOTIFY_SQL)
+                progress.commit_sent = True
+            return None if row is None else int(row[0])
+
+        new_id = await self._run(insert, idempotent=False)
+        if new_id is not None:
+            self.work_available.set()
+        return new_id
+
+    async def cancel_pending(self, subscription_id: str) -> int:
+        """Cancel the pending deliveries of a subscription (after it was deleted); returns how many."""
+
+        async def cancel(connection: Connection, _progress: _CommitProgress) -> int:
+            async with connection.transaction():
+                await connection.execute(LOCK_ONE_SUBSCRIPTION_SQL, (subscription_id,))
+                cursor = await connection.execute(CANCEL_PENDING_SQL, (subscription_id,))
+                return cursor.rowcount
+
+        return await self._run(cancel, idempotent=True)
+
+    async def prune(self, finished_before: float, batch_size: int) -> int:
+        """Delete up to batch_size deliveries finished before the cutoff, their attempts, and orphaned events."""
+
+        async def delete(connection: Connection, _progress: _CommitProgress) -> int:
+            async with connection.transaction():
+                cursor = await connection.execute(PRUNE_DELIVERIES_SQL, (finished_before, batch_size))
+                pruned = cursor.rowcount
+                event_ids = sorted({row[0] for row in await cursor.fetchall()})
+                if event_ids:
+                    await connection.execute(PRUNE_EMPTIED_EVENTS_SQL, (event_ids,))
+                await connection.execute(PRUNE_UNMATCHED_EVENTS_SQL, (finished_before, batch_size))
+                return pruned
+
+        return await self._run(delete, idempotent=True)
+
+    # -- LISTEN ----------------------------------------------------------------------------------------
+
+    async def _listen_forever(self) -> None:
+        """Hold a LISTEN connection; every notification sets work_available. Reconnects with backoff."""
+        backoff_seconds = LISTEN_BACKOFF_MIN_SECONDS
+        while True:
+            try:
+                connection = await psycopg.AsyncConnection.connect(self._conninfo, **CONNECTION_KWARGS)
+                async with connection:
+                    await connection.execute(LISTEN_SQL)
+                    self._listening.set()
+                    # Whatever was notified while we were not listening is due now.
+                    self.work_available.set()
+                    backoff_seconds = LISTEN_BACKOFF_MIN_SECONDS
+                    async for _notification in connection.notifies():
+                        self.work_available.set()
+            except Exception as exc:  # whatever broke the connection, the loop must go on listening
+                logger.warning("LISTEN connection lost (%s: %s); reconnecting", type(exc).__name__, exc)
+            self._listening.clear()
+            await asyncio.sleep(backoff_seconds)
+            backoff_seconds = min(backoff_seconds * 2, LISTEN_BACKOFF_MAX_SECONDS)
+
+
+SubscriptionUpdate = tuple[str, int, float | None, float | None, int | None, str | None, str | None]
+SUBSCRIPTION_UPDATE_COLUMNS = 7
+
+
+def _subscription_updates(
+    accepted: list[AttemptResult],
+    counters: dict[str, _SubscriptionCounters],
+    now: float,
+    policy: FailurePolicy,
+) -> list[SubscriptionUpdate]:
+    """Each subscription's new counters after these attempts, in the order they started.
+
+    Returns (id, consecutive_failures, failing_since, last_attempt_at, last_status_code, last_error,
+    deleted_reason) with deleted_reason set only for a live subscription removed by these attempts.
+    """
+    by_subscription: dict[str, list[AttemptResult]] = {}
+    for result in accepted:
+        by_subscription.setdefault(result.subscription_id, []).append(result)
+    updates: list[SubscriptionUpdate] = []
+    for subscription_id, results in by_subscription.items():
+        current = counters.get(subscription_id)
+        if current is None:  # the subscription row is gone altogether: nothing to count on
+            continue
+        results.sort(key=lambda result: result.started_at)
+        failures, failing_since = current.consecutive_failures, current.failing_since
+        gone = False
+        for result in results:
+            if result.outcome == "success":
+                failures, failing_since = 0, None
+            elif result.outcome in FAILURE_OUTCOMES:
+                failures += 1
+                if failing_since is None:
+                    failing_since = float(result.started_at)
+            else:
+                gone = True
+        last = results[-1]
+        deleted_reason: str | None = None
+        if not current.deleted:
+            if gone:
+                deleted_reason = "gone"
+            elif (
+                failing_since is not None
+                and failures >= policy.threshold
+                and now - failing_since >= policy.window_seconds
+            ):
+                deleted_reason = "too_many_failures"
+        updates.append(
+            (
+                subscription_id,
+                failures,
+                failing_since,
+                float(last.started_at),
+                last.status_code,
+                _truncate(last.error, LAST_ERROR_MAX_CHARS),
+                deleted_reason,
+            )
+        )
+    return updates
