@@ -43,22 +43,22 @@ class Seeder:
         slug = slug or f"deployment-{next(_serial)}"
         with self.engine.begin() as connection:
             result = connection.execute(
-                schema.deployments.insert().values(
-                    slug=slug, name=slug.title(), standard_webhooks=standard_webhooks, created_at=time.time()
-                )
+                schema.deployments.insert()
+                .values(slug=slug, name=slug.title(), standard_webhooks=standard_webhooks, created_at=time.time())
+                .returning(schema.deployments.c.id)
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.scalar_one())
 
     def user(self, deployment_id: int, *, name: str | None = None) -> int:
         """A new user of the deployment; its id."""
         name = name or f"user-{next(_serial)}"
         with self.engine.begin() as connection:
             result = connection.execute(
-                schema.users.insert().values(
-                    deployment_id=deployment_id, name=name, email=f"{name}@example.test", created_at=time.time()
-                )
+                schema.users.insert()
+                .values(deployment_id=deployment_id, name=name, email=f"{name}@example.test", created_at=time.time())
+                .returning(schema.users.c.id)
             )
-            return int(result.inserted_primary_key[0])
+            return int(result.scalar_one())
 
     def subscription(
         self,
