@@ -82,7 +82,7 @@ async def receiver() -> AsyncIterator[Receiver]:
         ("/busy", _busy),
     ]:
         app.router.add_post(path, handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -1,0 +1,314 @@
+"""The dispatcher loop: claim due deliveries in batches, send them concurrently, record results in groups.
+
+Shape of the loop:
+- Claims are batched and leased. The "new work" signal is cleared BEFORE each claim, so an ingest that
+  commits during the claim wakes the next round instead of being lost.
+- Each claimed delivery runs in its own task, which takes a slot of its subscription first and then a
+  global slot: a receiver that hangs until the deadline holds only its own subscription's slots.
+- Deliveries waiting for their subscription's slot ("parked") do not use up the claim buffer, and a
+  subscription with `per_subscription_max_in_flight` deliveries outstanding is left out of claims, so one
+  slow receiver cannot fill the buffer and starve the others. A parked delivery that could no longer finish
+  inside its lease is not sent: its lease runs out and it is claimed again later, never sent twice at once.
+- One recorder task writes results: whatever accumulated while the previous `queue.record` ran is the next
+  batch (group commit without a timer window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hookline import config, domain
+from hookline.delivery import attempt, retry
+from hookline.delivery.sender import Sender, SendResult
+from hookline.store.queue import DeliveryQueue
+
+logger = logging.getLogger(__name__)
+
+BUFFER_PER_IN_FLIGHT = 4  # claimed-but-unfinished deliveries kept ready, per global slot
+PARKED_PER_BUFFER = 4  # deliveries waiting for a busy subscription, at most this many buffers' worth
+DUE_RECHECK_SECONDS = 0.05  # the earliest due row is due already but was not claimable (its subscription is busy)
+CLAIM_ERROR_BACKOFF_SECONDS = 1.0
+RECORD_ATTEMPTS = 3
+RECORD_RETRY_DELAY_SECONDS = 0.5
+OWNER_HOST_MAX_CHARS = 40
+
+
+def new_owner() -> str:
+    """A lease owner name unique to this process: host, pid and a random suffix (fits the 64-character column)."""
+    host = socket.gethostname()[:OWNER_HOST_MAX_CHARS] or "host"
+    return f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Dispatcher:
+    """Delivers due deliveries from a queue until stopped; see the module docstring for the loop's shape."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        sender: Sender,
+        settings: config.Settings,
+        owner: str | None = None,
+        retry_policy: retry.RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.sender = sender
+        self.settings = settings
+        self.owner = owner or new_owner()
+        self.retry_policy = retry_policy or retry.RetryPolicy(
+            settings.retry_schedule_seconds, settings.retry_jitter, settings.retry_after_max_seconds
+        )
+        self._clock = clock
+        self._monotonic = monotonic
+
+        self._per_subscription_cap = settings.per_subscription_max_in_flight
+        self._buffer_limit = BUFFER_PER_IN_FLIGHT * settings.max_in_flight
+        self._refill_at_free = max(1, min(settings.claim_batch_size, self._buffer_limit // 2))
+        self._parked_limit = PARKED_PER_BUFFER * self._buffer_limit
+        # The latest moment after its claim that a delivery may still start: its attempt must end inside the lease.
+        self._start_within_seconds = max(
+            settings.lease_seconds - settings.delivery_timeout_seconds, settings.lease_seconds / 2
+        )
+
+        self._global_slots = asyncio.Semaphore(settings.max_in_flight)
+        self._subscription_slots: dict[str, asyncio.Semaphore] = {}
+        self._outstanding_by_subscription: dict[str, int] = {}
+        self._outstanding = 0  # claimed, not yet finished
+        self._parked = 0  # of those, beyond their subscription's cap (waiting for its slots)
+        self._gone_subscriptions: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+        self._results: list[domain.AttemptResult] = []
+        self._results_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._all_attempts_done = False
+        self._stopped = asyncio.Event()
+        self._running = False
+
+        self.attempts_sent = 0
+        self.results_recorded = 0
+        self.leases_given_up = 0
+
+    # Public lifecycle ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver until `stop()`; then finish in-flight attempts, record them, release the rest and return."""
+        if self._running:
+            raise RuntimeError("Dispatcher.run() is already running")
+        self._running = True
+        self._all_attempts_done = False
+        self._stopped.clear()
+        recorder = asyncio.create_task(self._record_forever(), name="hookline-recorder")
+        try:
+            await self._claim_forever()
+        finally:
+            self._stopping = True
+            await self._finish(recorder)
+            self._running = False
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop claiming and wait until `run()` has finished in-flight attempts and released the rest."""
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await self._stopped.wait()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries claimed by this dispatcher and not yet finished."""
+        return self._outstanding
+
+    # Claiming ------------------------------------------------------------------------------------------
+
+    async def _claim_forever(self) -> None:
+        while not self._stopping:
+            self._wake.clear()  # cleared before the checks below, so a change made after them still wakes us
+            free = self._buffer_limit - (self._outstanding - self._parked)
+            if free < self._refill_at_free or self._parked >= self._parked_limit:
+                await self._wait_for_wake(None, include_new_work=False)  # full: only finishing work frees room
+                continue
+            work_signal = self.queue.work_available
+            work_signal.clear()  # before claiming: an ingest committed during the claim must wake the next round
+            limit = min(self.settings.claim_batch_size, free)
+            try:
+                batch = await self.queue.claim(
+                    self.owner, limit, self.settings.lease_seconds, self._busy_subscriptions()
+                )
+            except Exception:
+                logger.exception("claiming deliveries failed; trying again in %s s", CLAIM_ERROR_BACKOFF_SECONDS)
+                await self._wait_for_wake(CLAIM_ERROR_BACKOFF_SECONDS, include_new_work=False)
+                continue
+            claimed_at = self._monotonic()
+            for claimed in batch:
+                self._start(claimed, claimed_at)
+            if len(batch) == limit:
+                await asyncio.sleep(0)  # let the new tasks start before claiming more
+                continue
+            await self._wait_for_wake(await self._seconds_until_due(), include_new_work=True)
+
+    def _busy_subscriptions(self) -> list[str]:
+        cap = self._per_subscription_cap
+        return [sid for sid, count in self._outstanding_by_subscription.items() if count >= cap]
+
+    async def _seconds_until_due(self) -> float:
+        """How long to sleep when the last claim came back short: until the next due row, at most a poll interval."""
+        poll_seconds = self.settings.poll_interval_seconds
+        try:
+            next_due_at = await self.queue.next_due_at()
+            if next_due_at is None:
+                return poll_seconds
+            until_due = next_due_at - await self.queue.now()
+        except Exception:
+            logger.exception("reading the next due time failed")
+            return poll_seconds
+        if until_due <= 0:
+            # Due already, yet not claimed: held by a busy subscription (whose progress wakes us) or just come due.
+            return min(poll_seconds, DUE_RECHECK_SECONDS)
+        return min(poll_seconds, until_due)
+
+    async def _wait_for_wake(self, at_most_seconds: float | None, *, include_new_work: bool) -> None:
+        """Sleep until our own state changes (or new work is signalled, when asked), or at_most_seconds pass."""
+        if self._stopping:
+            return
+        if not include_new_work:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), at_most_seconds)
+            return
+        waiters = [
+            asyncio.ensure_future(self.queue.work_available.wait()),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=at_most_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # Running deliveries --------------------------------------------------------------------------------
+
+    def _start(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> None:
+        subscription_id = claimed.subscription_id
+        count = self._outstanding_by_subscription.get(subscription_id, 0)
+        if count == 0:
+            self._subscription_slots[subscription_id] = asyncio.Semaphore(self._per_subscription_cap)
+        if count >= self._per_subscription_cap:
+            self._parked += 1
+        self._outstanding_by_subscription[subscription_id] = count + 1
+        self._outstanding += 1
+        task = asyncio.create_task(self._deliver(claimed, claimed_at))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> None:
+        subscription_id = claimed.subscription_id
+        try:
+            async with self._subscription_slots[subscription_id], self._global_slots:
+                if self._should_send(claimed, claimed_at):
+                    self.attempts_sent += 1
+                    result = await self._attempt(claimed)
+                    if result.outcome == "gone":
+                        self._gone_subscriptions.add(subscription_id)
+                    self._results.append(result)
+                    self._results_ready.set()
+        finally:
+            self._finished(subscription_id)
+
+    def _should_send(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> bool:
+        """Whether to start this attempt now, rather than leave it to be released or claimed again."""
+        if self._stopping:
+            return False  # released on the way out
+        if claimed.subscription_id in self._gone_subscriptions:
+            return False  # the receiver said 410: recording that cancels this delivery
+        if self._monotonic() - claimed_at > self._start_within_seconds:
+            self.leases_given_up += 1  # waited too long behind a slow subscription: its lease runs out first
+            return False
+        return True
+
+    async def _attempt(self, claimed: domain.ClaimedDelivery) -> domain.AttemptResult:
+        started_at = self._clock()
+        try:
+            return await attempt.attempt_delivery(
+                claimed, self.sender, self.settings, self.retry_policy, self.owner, self._clock
+            )
+        except Exception as exc:  # attempt_delivery catches its own errors; this is the last line of defence
+            logger.exception("delivery %s: unexpected error", claimed.delivery_id)
+            failed = SendResult(None, None, f"internal error: {type(exc).__name__}", "internal_error", 0.0)
+            return attempt.classify(claimed, failed, self.retry_policy, self.owner, started_at)
+
+    def _finished(self, subscription_id: str) -> None:
+        cap = self._per_subscription_cap
+        count = self._outstanding_by_subscription[subscription_id]
+        if count > cap:
+            self._parked -= 1
+        if count == 1:
+            del self._outstanding_by_subscription[subscription_id]
+            del self._subscription_slots[subscription_id]
+            self._gone_subscriptions.discard(subscription_id)
+        else:
+            self._outstanding_by_subscription[subscription_id] = count - 1
+        self._outstanding -= 1
+        if (
+            count == cap  # a busy subscription became claimable
+            or self._buffer_limit - (self._outstanding - self._parked) == self._refill_at_free  # room for a batch
+            or self._parked == self._parked_limit - 1  # room for parked deliveries again
+        ):
+            self._wake.set()
+
+    # Recording -----------------------------------------------------------------------------------------
+
+    async def _record_forever(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            batch, self._results = self._results, []
+            if batch:
+                await self._record(batch)
+                if any(result.outcome == "retry" for result in batch):
+                    self._wake.set()  # a retry may fall due before the claim loop's current sleep ends
+            if self._all_attempts_done and not self._results:
+                return
+
+    async def _record(self, batch: list[domain.AttemptResult]) -> None:
+        for attempt_number in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                await self.queue.record(batch)
+            except Exception:
+                logger.exception("recording %d attempt results failed (try %d)", len(batch), attempt_number)
+                await asyncio.sleep(RECORD_RETRY_DELAY_SECONDS)
+            else:
+                self.results_recorded += len(batch)
+                return
+        # The leases still run out, so these deliveries go out again: at-least-once, nothing lost.
+        logger.error("gave up recording %d attempt results; their deliveries will be retried", len(batch))
+
+    # Stopping ------------------------------------------------------------------------------------------
+
+    async def _finish(self, recorder: asyncio.Task[Any]) -> None:
+        """Let in-flight attempts end (each within its deadline), record them, release the rest."""
+        self._wake.set()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._all_attempts_done = True
+        self._results_ready.set()
+        with contextlib.suppress(Exception):
+            await recorder
+        if self._results:  # the recorder died; write what is left directly
+            batch, self._results = self._results, []
+            await self._record(batch)
+        try:
+            released = await self.queue.release(self.owner)
+        except Exception:
+            logger.exception("releasing leases failed; they will run out on their own")
+        else:
+            logger.info("dispatcher %s stopped; released %d leased deliveries", self.owner, released)
