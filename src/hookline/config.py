@@ -112,7 +112,8 @@ class Settings(BaseSettings):
         """The public base URL of the service, without a trailing slash."""
         if self.public_base_url:
             return self.public_base_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        wildcard = self.host in ("0.0.0.0", "::", "")  # noqa: S104 (a wildcard bind is reachable on loopback)
+        host = "127.0.0.1" if wildcard else self.host
         return f"http://{host}:{self.port}"
 
     @property

@@ -28,12 +28,13 @@ def sync_engine(database_url: str) -> Engine:
         path = urls.sqlite_path(database_url)
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(urls.sync_url(database_url))
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         return engine
     return create_engine(urls.sync_url(database_url), pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+def sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    """Per-connection SQLite settings: WAL, a busy timeout, foreign keys."""
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

@@ -147,6 +147,8 @@ deliveries = Table(
         postgresql_where=text("state = 'pending'"),
     ),
     Index("ix_deliveries_subscription", "subscription_id", "id"),
+    # Pruning deletes events; without this the foreign-key check scans deliveries once per event.
+    Index("ix_deliveries_event_row_id", "event_row_id"),
     Index(
         "ix_deliveries_finished",
         "finished_at",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -76,9 +75,7 @@ def upgrade() -> None:
             name=op.f("fk_users_deployment_id_deployments"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
-        sa.UniqueConstraint(
-            "deployment_id", "email", name=op.f("uq_users_deployment_id_email")
-        ),
+        sa.UniqueConstraint("deployment_id", "email", name=op.f("uq_users_deployment_id_email")),
     )
     op.create_table(
         "oauth_clients",
@@ -88,9 +85,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("deployment_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column(
-            "is_admin", sa.Boolean(), server_default=sa.text("(false)"), nullable=False
-        ),
+        sa.Column("is_admin", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("max_scopes", sa.String(length=500), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -98,9 +93,7 @@ def upgrade() -> None:
             ["deployments.id"],
             name=op.f("fk_oauth_clients_deployment_id_deployments"),
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_oauth_clients_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_oauth_clients_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_clients")),
         sa.UniqueConstraint("client_id", name=op.f("uq_oauth_clients_client_id")),
     )
@@ -131,9 +124,7 @@ def upgrade() -> None:
             ["deployments.id"],
             name=op.f("fk_subscriptions_deployment_id_deployments"),
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_subscriptions_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_subscriptions_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
     )
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
@@ -155,9 +146,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("deployment_id", sa.Integer(), nullable=False),
         sa.Column("scopes", sa.String(length=500), nullable=False),
-        sa.Column(
-            "is_admin", sa.Boolean(), server_default=sa.text("(false)"), nullable=False
-        ),
+        sa.Column("is_admin", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("oauth_client_id", sa.Integer(), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=True),
         sa.Column("revoked_at", sa.Float(), nullable=True),
@@ -172,9 +161,7 @@ def upgrade() -> None:
             ["oauth_clients.id"],
             name=op.f("fk_api_tokens_oauth_client_id_oauth_clients"),
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
@@ -194,9 +181,7 @@ def upgrade() -> None:
         sa.Column("subscription_id", sa.String(length=24), nullable=False),
         sa.Column("deployment_id", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column(
-            "attempts", sa.Integer(), server_default=sa.text("0"), nullable=False
-        ),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "retries_allowed",
             sa.Boolean(),
@@ -241,9 +226,7 @@ def upgrade() -> None:
             sqlite_where=sa.text("state <> 'pending'"),
             postgresql_where=sa.text("state <> 'pending'"),
         )
-        batch_op.create_index(
-            "ix_deliveries_subscription", ["subscription_id", "id"], unique=False
-        )
+        batch_op.create_index("ix_deliveries_subscription", ["subscription_id", "id"], unique=False)
 
     op.create_table(
         "attempts",

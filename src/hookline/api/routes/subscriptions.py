@@ -1,0 +1,220 @@
+"""/api/v0/webhooks/subscriptions: list, types, create, get, delete, trigger and dispatch."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hookline import domain, errors
+from hookline.api import auth, parsing, respond, views
+from hookline.api.event_input import object_id_from, resource_url_for
+from hookline.api.ownership import visible_subscription
+from hookline.api.paging import page_from
+from hookline.api.state import app_state
+from hookline.api.validation import absolute_http_url
+from hookline.delivery import service
+from hookline.store import accounts, subscriptions
+
+router = APIRouter(prefix="/api/v0/webhooks/subscriptions", tags=["subscriptions"])
+
+MAX_SECRET_LENGTH = 256
+MAX_BODY_BYTES = 65536
+FORM_OR_JSON_BODY = {
+    "requestBody": {
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/SubscriptionCreate"}}
+            for media in (domain.CONTENT_TYPE_JSON, domain.CONTENT_TYPE_FORM)
+        }
+    }
+}
+OBJECT_ID_BODY = {
+    "requestBody": {
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/ObjectId"}}
+            for media in (domain.CONTENT_TYPE_JSON, domain.CONTENT_TYPE_FORM)
+        }
+    }
+}
+
+
+async def _fields(request: Request) -> dict[str, object]:
+    body = await request.body()
+    return parsing.parse_fields(body, request.headers.get("content-type"), max_bytes=MAX_BODY_BYTES)
+
+
+@router.get("", summary="List the caller's subscriptions (an admin token: the deployment's)")
+async def list_subscriptions(request: Request) -> Response:
+    """Every live subscription the caller owns (all of the deployment's for an admin), with their users."""
+    principal = await auth.authenticate(request, "read")
+    state = app_state(request)
+    page = page_from(request, default_limit=None)
+    owner_filter = None if principal.is_admin else principal.user.id
+    found = await subscriptions.list_for(
+        state.engine, principal.deployment.id, user_id=owner_filter, limit=page.limit, offset=page.offset
+    )
+    owners = await accounts.users_by_id(state.engine, {s.user_id for s in found})
+    return respond.ok(
+        request,
+        {
+            "subscriptions": [views.subscription_view(s, principal.deployment, state.catalogue) for s in found],
+            "subscriptions_users": [views.user_view(owners[uid]) for uid in sorted(owners)],
+        },
+    )
+
+
+@router.get("/types", summary="List the event types one can subscribe to")
+async def list_types(request: Request) -> Response:
+    """The event catalogue."""
+    await auth.authenticate(request, "read")
+    state = app_state(request)
+    return respond.ok(request, {"types": [views.event_type_view(t) for t in state.catalogue.all()]})
+
+
+@router.post("", summary="Create a subscription", openapi_extra=FORM_OR_JSON_BODY)
+async def create_subscription(request: Request) -> Response:
+    """Subscribe a trigger_url to an event_id (JSON or form body); 201 with the subscription."""
+    principal = await auth.authenticate(request, "write")
+    state = app_state(request)
+    fields = await _fields(request)
+    trigger_url = absolute_http_url(_required_str(fields, "trigger_url"), "trigger_url")
+    refusal = state.address_policy.check_literal_url(trigger_url)
+    if refusal is not None:
+        raise errors.InvalidRequest(f"trigger_url: {refusal}")
+    event_id = _required_str(fields, "event_id")
+    if event_id not in state.catalogue:
+        raise errors.InvalidRequest(
+            f"event_id: unknown event {event_id!r}; GET /api/v0/webhooks/subscriptions/types lists them"
+        )
+    content_type = _content_type(fields.get("content_type"))
+    secret = fields.get("secret")
+    if secret is not None and not isinstance(secret, str):
+        raise errors.InvalidRequest("secret: must be a string")
+    if secret == "":
+        secret = None
+    if secret is not None and len(secret) > MAX_SECRET_LENGTH:
+        raise errors.InvalidRequest(f"secret: must be at most {MAX_SECRET_LENGTH} characters")
+    subscription = domain.Subscription(
+        id=domain.new_subscription_id(),
+        deployment_id=principal.deployment.id,
+        user_id=principal.user.id,
+        event_id=event_id,
+        trigger_url=trigger_url,
+        content_type=content_type,
+        secret=secret,
+        created_at=time.time(),
+    )
+    await subscriptions.create(state.engine, subscription)
+    view = views.subscription_view(subscription, principal.deployment, state.catalogue, owner=principal.user)
+    return respond.created(request, {"subscription": view})
+
+
+@router.get("/{subscription_id}", summary="Get one subscription")
+async def get_subscription(request: Request, subscription_id: str) -> Response:
+    """One subscription, with its owner."""
+    principal = await auth.authenticate(request, "read")
+    state = app_state(request)
+    found = await visible_subscription(state.engine, principal, subscription_id)
+    return respond.ok(request, {"subscription": await _full_view(request, found)})
+
+
+@router.delete("/{subscription_id}", summary="Delete a subscription")
+async def delete_subscription(request: Request, subscription_id: str) -> Response:
+    """Delete (soft: kept with time and reason "deleted") and cancel its pending deliveries."""
+    principal = await auth.authenticate(request, "write")
+    state = app_state(request)
+    found = await visible_subscription(state.engine, principal, subscription_id)
+    await subscriptions.soft_delete(state.engine, found.id, "deleted", time.time())
+    deleted = await subscriptions.get(state.engine, found.id)
+    return respond.ok(request, {"subscription": await _full_view(request, deleted or found)})
+
+
+@router.post(
+    "/{subscription_id}/trigger", summary="Queue the subscription's event for an object", openapi_extra=OBJECT_ID_BODY
+)
+async def trigger_subscription(request: Request, subscription_id: str) -> Response:
+    """Queue this subscription's event for object_id to every matching subscription of the deployment."""
+    principal = await auth.authenticate(request, "write")
+    state = app_state(request)
+    found = await visible_subscription(state.engine, principal, subscription_id)
+    new_event = _event_for(request, principal.deployment, found, await _object_id(request))
+    stored = await state.queue.ingest([new_event], state.settings.idempotency_window_seconds)
+    return respond.ok(request, {"event": views.stored_event_view(stored[0])})
+
+
+@router.post(
+    "/{subscription_id}/dispatch",
+    summary="Deliver to this subscription now and answer its status",
+    openapi_extra=OBJECT_ID_BODY,
+)
+async def dispatch_subscription(request: Request, subscription_id: str) -> Response:
+    """Deliver this subscription's event for object_id to it alone, synchronously; answers the receiver's status."""
+    principal = await auth.authenticate(request, "write")
+    state = app_state(request)
+    found = await visible_subscription(state.engine, principal, subscription_id)
+    new_event = _event_for(request, principal.deployment, found, await _object_id(request))
+    outcome = await service.dispatch_now(
+        state.queue, state.sender, state.settings, state.retry_policy, new_event, found.id
+    )
+    if outcome is None:
+        raise errors.InvalidRequest(f"subscription_id: no subscription {subscription_id!r}")
+    result: dict[str, Any] = {"status": outcome.status_code, "delivery_id": outcome.delivery_id}
+    if outcome.error is not None:
+        result["error"] = outcome.error
+    return respond.ok(request, result)
+
+
+async def _object_id(request: Request) -> str:
+    fields = await _fields(request)
+    value = fields.get("object_id", request.query_params.get("object_id"))
+    return object_id_from(value, "object_id")
+
+
+def _event_for(
+    request: Request, deployment: domain.Deployment, subscription: domain.Subscription, object_id: str
+) -> domain.NewEvent:
+    state = app_state(request)
+    event_type = state.catalogue.get(subscription.event_id)
+    if event_type is None:
+        raise errors.InvalidRequest(
+            f"event_id: the subscription's event {subscription.event_id!r} is no longer in the catalogue"
+        )
+    return domain.NewEvent(
+        deployment_id=subscription.deployment_id,
+        event_id=subscription.event_id,
+        object_id=object_id,
+        resource_url=resource_url_for(state.settings, deployment, event_type, object_id),
+    )
+
+
+async def _full_view(request: Request, subscription: domain.Subscription) -> dict[str, Any]:
+    state = app_state(request)
+    owner = await accounts.get_user(state.engine, subscription.user_id)
+    deployment = await accounts.get_deployment_by_id(state.engine, subscription.deployment_id)
+    assert deployment is not None  # a subscription always belongs to a deployment (foreign key)
+    return views.subscription_view(subscription, deployment, state.catalogue, owner=owner)
+
+
+def _required_str(fields: dict[str, object], name: str) -> str:
+    value = fields.get(name)
+    if value is None or value == "":
+        raise errors.InvalidRequest(f"{name}: is required")
+    if not isinstance(value, str):
+        raise errors.InvalidRequest(f"{name}: must be a string")
+    return value.strip()
+
+
+def _content_type(value: object) -> str:
+    if value is None or value == "":
+        return domain.CONTENT_TYPE_FORM
+    if not isinstance(value, str):
+        raise errors.InvalidRequest("content_type: must be a string")
+    normalized = value.split(";", 1)[0].strip().lower()
+    if normalized not in domain.CONTENT_TYPES:
+        raise errors.InvalidRequest(
+            f"content_type: must be {domain.CONTENT_TYPE_FORM!r} or {domain.CONTENT_TYPE_JSON!r}, got {value!r}"
+        )
+    return normalized
