@@ -3,12 +3,14 @@
 Shape of the loop:
 - Claims are batched and leased. The "new work" signal is cleared BEFORE each claim, so an ingest that
   commits during the claim wakes the next round instead of being lost.
-- Each claimed delivery runs in its own task, which takes a slot of its subscription first and then a
-  global slot: a receiver that hangs until the deadline holds only its own subscription's slots.
-- Deliveries waiting for their subscription's slot ("parked") do not use up the claim buffer, and a
-  subscription with `per_subscription_max_in_flight` deliveries outstanding is left out of claims, so one
-  slow receiver cannot fill the buffer and starve the others. A parked delivery that could no longer finish
-  inside its lease is not sent: its lease runs out and it is claimed again later, never sent twice at once.
+- `max_in_flight` worker coroutines (the global cap) take deliveries from a ready queue. A subscription has at
+  most `per_subscription_max_in_flight` deliveries ready or in flight (its slots); the rest of its claimed
+  deliveries wait, parked, until one of its own attempts ends. So a receiver that hangs until the deadline
+  holds only its own subscription's slots, and healthy subscriptions keep flowing.
+- Parked deliveries do not use up the claim buffer, and a subscription with a full set of slots is left out
+  of claims, so one slow receiver cannot fill the buffer either. A parked delivery that could no longer
+  finish inside its lease is not sent: its lease runs out and it is claimed again later, never sent twice
+  at once.
 - One recorder task writes results: whatever accumulated while the previous `queue.record` ran is the next
   batch (group commit without a timer window).
 """
@@ -16,6 +18,7 @@ Shape of the loop:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -23,7 +26,6 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from hookline import config, domain
 from hookline.delivery import attempt, retry
@@ -32,13 +34,15 @@ from hookline.store.queue import DeliveryQueue
 
 logger = logging.getLogger(__name__)
 
-BUFFER_PER_IN_FLIGHT = 4  # claimed-but-unfinished deliveries kept ready, per global slot
+BUFFER_PER_IN_FLIGHT = 4  # deliveries kept ready or in flight, per global slot
 PARKED_PER_BUFFER = 4  # deliveries waiting for a busy subscription, at most this many buffers' worth
 DUE_RECHECK_SECONDS = 0.05  # the earliest due row is due already but was not claimable (its subscription is busy)
 CLAIM_ERROR_BACKOFF_SECONDS = 1.0
 RECORD_ATTEMPTS = 3
 RECORD_RETRY_DELAY_SECONDS = 0.5
 OWNER_HOST_MAX_CHARS = 40
+
+_Claimed = tuple[domain.ClaimedDelivery, float]  # a delivery and the monotonic time it was claimed
 
 
 def new_owner() -> str:
@@ -79,13 +83,13 @@ class Dispatcher:
             settings.lease_seconds - settings.delivery_timeout_seconds, settings.lease_seconds / 2
         )
 
-        self._global_slots = asyncio.Semaphore(settings.max_in_flight)
-        self._subscription_slots: dict[str, asyncio.Semaphore] = {}
-        self._outstanding_by_subscription: dict[str, int] = {}
-        self._outstanding = 0  # claimed, not yet finished
-        self._parked = 0  # of those, beyond their subscription's cap (waiting for its slots)
+        self._ready: collections.deque[_Claimed] = collections.deque()
+        self._slots_taken: dict[str, int] = {}  # per subscription: deliveries ready or in flight
+        self._parked_by_subscription: dict[str, collections.deque[_Claimed]] = {}
+        self._outstanding = 0  # claimed and not finished: ready, in flight or parked
+        self._parked = 0
         self._gone_subscriptions: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_workers: list[asyncio.Future[None]] = []
 
         self._results: list[domain.AttemptResult] = []
         self._results_ready = asyncio.Event()
@@ -106,14 +110,19 @@ class Dispatcher:
         if self._running:
             raise RuntimeError("Dispatcher.run() is already running")
         self._running = True
+        self._stopping = False
         self._all_attempts_done = False
         self._stopped.clear()
         recorder = asyncio.create_task(self._record_forever(), name="hookline-recorder")
+        workers = [
+            asyncio.create_task(self._work(), name=f"hookline-worker-{number}")
+            for number in range(self.settings.max_in_flight)
+        ]
         try:
             await self._claim_forever()
         finally:
             self._stopping = True
-            await self._finish(recorder)
+            await self._finish(workers, recorder)
             self._running = False
             self._stopped.set()
 
@@ -151,15 +160,16 @@ class Dispatcher:
                 continue
             claimed_at = self._monotonic()
             for claimed in batch:
-                self._start(claimed, claimed_at)
+                self._take(claimed, claimed_at)
             if len(batch) == limit:
-                await asyncio.sleep(0)  # let the new tasks start before claiming more
+                await asyncio.sleep(0)  # let the workers start on the batch before claiming more
                 continue
             await self._wait_for_wake(await self._seconds_until_due(), include_new_work=True)
 
     def _busy_subscriptions(self) -> list[str]:
+        """Subscriptions whose slots are all taken: claiming more of theirs now would only park them."""
         cap = self._per_subscription_cap
-        return [sid for sid, count in self._outstanding_by_subscription.items() if count >= cap]
+        return [subscription_id for subscription_id, taken in self._slots_taken.items() if taken >= cap]
 
     async def _seconds_until_due(self) -> float:
         """How long to sleep when the last claim came back short: until the next due row, at most a poll interval."""
@@ -195,41 +205,62 @@ class Dispatcher:
             for waiter in waiters:
                 waiter.cancel()
 
-    # Running deliveries --------------------------------------------------------------------------------
+    # Scheduling: slots per subscription, a ready queue, a pool of workers --------------------------------
 
-    def _start(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> None:
+    def _take(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> None:
+        """Queue a claimed delivery: ready when its subscription has a free slot, else parked behind it."""
         subscription_id = claimed.subscription_id
-        count = self._outstanding_by_subscription.get(subscription_id, 0)
-        if count == 0:
-            self._subscription_slots[subscription_id] = asyncio.Semaphore(self._per_subscription_cap)
-        if count >= self._per_subscription_cap:
-            self._parked += 1
-        self._outstanding_by_subscription[subscription_id] = count + 1
+        taken = self._slots_taken.get(subscription_id, 0)
         self._outstanding += 1
-        task = asyncio.create_task(self._deliver(claimed, claimed_at))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if taken < self._per_subscription_cap:
+            self._slots_taken[subscription_id] = taken + 1
+            self._ready.append((claimed, claimed_at))
+            self._wake_a_worker()
+        else:
+            parked = self._parked_by_subscription.get(subscription_id)
+            if parked is None:
+                parked = self._parked_by_subscription[subscription_id] = collections.deque()
+            parked.append((claimed, claimed_at))
+            self._parked += 1
 
-    async def _deliver(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> None:
-        subscription_id = claimed.subscription_id
-        try:
-            async with self._subscription_slots[subscription_id], self._global_slots:
+    def _wake_a_worker(self) -> None:
+        idle = self._idle_workers
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _work(self) -> None:
+        """One worker (one global slot): run ready deliveries one at a time until stopped."""
+        ready = self._ready
+        loop = asyncio.get_running_loop()
+        while True:
+            if not ready:
+                if self._stopping:
+                    return
+                waiter = loop.create_future()
+                self._idle_workers.append(waiter)
+                await waiter
+                continue
+            claimed, claimed_at = ready.popleft()
+            try:
                 if self._should_send(claimed, claimed_at):
                     self.attempts_sent += 1
                     result = await self._attempt(claimed)
                     if result.outcome == "gone":
-                        self._gone_subscriptions.add(subscription_id)
+                        self._gone_subscriptions.add(claimed.subscription_id)
                     self._results.append(result)
                     self._results_ready.set()
-        finally:
-            self._finished(subscription_id)
+            finally:
+                self._finished(claimed.subscription_id)
 
     def _should_send(self, claimed: domain.ClaimedDelivery, claimed_at: float) -> bool:
         """Whether to start this attempt now, rather than leave it to be released or claimed again."""
         if self._stopping:
             return False  # released on the way out
         if claimed.subscription_id in self._gone_subscriptions:
-            return False  # the receiver said 410: recording that cancels this delivery
+            return False  # the receiver answered 410: recording that cancels this delivery
         if self._monotonic() - claimed_at > self._start_within_seconds:
             self.leases_given_up += 1  # waited too long behind a slow subscription: its lease runs out first
             return False
@@ -247,21 +278,26 @@ class Dispatcher:
             return attempt.classify(claimed, failed, self.retry_policy, self.owner, started_at)
 
     def _finished(self, subscription_id: str) -> None:
-        cap = self._per_subscription_cap
-        count = self._outstanding_by_subscription[subscription_id]
-        if count > cap:
-            self._parked -= 1
-        if count == 1:
-            del self._outstanding_by_subscription[subscription_id]
-            del self._subscription_slots[subscription_id]
-            self._gone_subscriptions.discard(subscription_id)
-        else:
-            self._outstanding_by_subscription[subscription_id] = count - 1
+        """An attempt ended (or was skipped): hand its slot to the subscription's next parked delivery, if any."""
         self._outstanding -= 1
+        parked = self._parked_by_subscription.get(subscription_id)
+        if parked:
+            self._ready.append(parked.popleft())  # the slot passes on: slots_taken stays the same
+            self._parked -= 1
+            if not parked:
+                del self._parked_by_subscription[subscription_id]
+            if self._parked == self._parked_limit - 1:
+                self._wake.set()  # room for parked deliveries again
+            return
+        taken = self._slots_taken[subscription_id] - 1
+        if taken:
+            self._slots_taken[subscription_id] = taken
+        else:
+            del self._slots_taken[subscription_id]
+            self._gone_subscriptions.discard(subscription_id)
         if (
-            count == cap  # a busy subscription became claimable
+            taken == self._per_subscription_cap - 1  # a busy subscription became claimable
             or self._buffer_limit - (self._outstanding - self._parked) == self._refill_at_free  # room for a batch
-            or self._parked == self._parked_limit - 1  # room for parked deliveries again
         ):
             self._wake.set()
 
@@ -294,11 +330,13 @@ class Dispatcher:
 
     # Stopping ------------------------------------------------------------------------------------------
 
-    async def _finish(self, recorder: asyncio.Task[Any]) -> None:
+    async def _finish(self, workers: list[asyncio.Task[None]], recorder: asyncio.Task[None]) -> None:
         """Let in-flight attempts end (each within its deadline), record them, release the rest."""
-        self._wake.set()
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiter in self._idle_workers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._idle_workers.clear()
+        await asyncio.gather(*workers, return_exceptions=True)
         self._all_attempts_done = True
         self._results_ready.set()
         with contextlib.suppress(Exception):
