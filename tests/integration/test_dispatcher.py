@@ -428,3 +428,18 @@ async def test_dispatch_now_honours_410_and_reports_no_response(
     assert hung is not None
     assert (hung.status_code, hung.error_class) == (None, "timeout")
     assert hung.error == "no complete response within 0.5 s"
+
+
+async def test_a_stop_before_run_makes_run_return_at_once(
+    queue: DeliveryQueue, seeder: Seeder, receiver: Receiver
+) -> None:
+    tenant = tenant_of(seeder)
+    seeder.subscription(tenant.deployment_id, tenant.user_id, trigger_url=receiver.url("/ok"))
+    await queue.ingest([tenant.event()], 3600.0)
+    settings = dispatcher_settings()
+    async with service.build_sender(settings) as sender:
+        dispatcher = Dispatcher(queue, sender, settings)
+        await dispatcher.stop()
+        await asyncio.wait_for(dispatcher.run(), 2.0)
+    assert receiver.requests == []
+    assert await queue.pending_count() == 1

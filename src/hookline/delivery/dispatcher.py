@@ -109,8 +109,7 @@ class Dispatcher:
         """Deliver until `stop()`; then finish in-flight attempts, record them, release the rest and return."""
         if self._running:
             raise RuntimeError("Dispatcher.run() is already running")
-        self._running = True
-        self._stopping = False
+        self._running = True  # a stop() that came first makes this return at once (after releasing leases)
         self._all_attempts_done = False
         self._stopped.clear()
         recorder = asyncio.create_task(self._record_forever(), name="hookline-recorder")
