@@ -81,8 +81,9 @@ def admin(server: Server) -> Api:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    """A recording HTTP receiver on 127.0.0.1."""
+def receiver(store_url: str) -> Iterator[Receiver]:
+    """A recording HTTP receiver on 127.0.0.1, fresh for each store kind."""
+    del store_url
     running = Receiver()
     yield running
     running.close()
