@@ -116,3 +116,19 @@ def test_first_start_creates_admin_and_prints_token_and_urls(tmp_path: object) -
         assert again.admin_token() is None, "a second start must not mint another admin token"
     finally:
         assert again.stop(signal.SIGINT) == 0
+
+
+def test_rate_limit_headers_and_429(tmp_path: object) -> None:
+    from pathlib import Path
+
+    started = start_server(hookline_env(f"sqlite:///{Path(str(tmp_path)) / 'limited.db'}", rate_limit_per_hour="3"))
+    try:
+        api = Api(started.base_url, started.admin_token())
+        answers = [api.get("/api/v0/webhooks/subscriptions/types") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert answers[0].headers["X-RateLimit-Limit"] == "3"
+        assert answers[2].headers["X-RateLimit-Remaining"] == "0"
+        assert answers[3].json()["meta"]["status"] == "too_many_requests"
+        assert int(answers[3].headers["Retry-After"]) > 0
+    finally:
+        assert started.stop(signal.SIGTERM) == 0

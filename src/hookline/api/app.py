@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hookline import __version__, errors, runtime
 from hookline.api import openapi_schemas, rendering, respond
 from hookline.api.routes import deliveries, events, oauth, subscriptions
+from hookline.api.rate_limit import RateLimiter
 from hookline.api.state import AppState
 from hookline.config import Settings
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, with_dispatcher: bool = True) -> FastAPI:
                 sender=running.sender,
                 address_policy=running.address_policy,
                 retry_policy=running.retry_policy,
+                rate_limiter=RateLimiter(settings.rate_limit_per_hour) if settings.rate_limit_per_hour else None,
             )
             yield
 

@@ -83,6 +83,9 @@ async def authenticate(request: Request, access: Access | None) -> Principal:
             f"authorization: the bearer token expired at {expired}",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+    state = app_state(request)
+    if state.rate_limiter is not None:
+        request.state.rate_limit_headers = state.rate_limiter.hit(principal.deployment.id).headers()
     if access is not None and not allows(principal.scopes, access):
         raise errors.InvalidPermission(
             f"scope: this token's scope ({' '.join(principal.scopes) or 'none'}) does not allow "

@@ -43,6 +43,9 @@ def envelope_response(
         http_status=http_status,
     )
     fmt = request_format(request)
+    quota_headers: dict[str, str] | None = getattr(request.state, "rate_limit_headers", None)
+    if quota_headers:
+        headers = {**quota_headers, **(headers or {})}
     return Response(
         rendering.render(shaped, fmt), status_code=code, media_type=rendering.MEDIA_TYPES[fmt], headers=headers
     )

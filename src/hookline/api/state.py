@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from hookline.catalogue import Catalogue
+from hookline.api.rate_limit import RateLimiter
 from hookline.config import Settings
 from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Sender
@@ -26,6 +27,7 @@ class AppState:
     sender: Sender
     address_policy: AddressPolicy
     retry_policy: RetryPolicy
+    rate_limiter: RateLimiter | None = None
 
 
 def app_state(request: Request) -> AppState:
