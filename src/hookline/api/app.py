@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hookline import __version__, errors, runtime
 from hookline.api import openapi_schemas, rendering, respond
-from hookline.api.routes import deliveries, events, oauth, subscriptions
 from hookline.api.rate_limit import RateLimiter
+from hookline.api.routes import deliveries, events, oauth, subscriptions
 from hookline.api.state import AppState
 from hookline.config import Settings
 
