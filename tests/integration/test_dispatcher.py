@@ -300,7 +300,7 @@ async def test_a_hanging_receiver_is_cut_at_the_deadline_and_does_not_hold_up_ot
     for row in cut:
         assert row["error_class"] == "timeout"
         assert row["status_code"] is None
-        assert DEADLINE_SECONDS * 1000 * 0.9 <= row["duration_ms"] <= DEADLINE_SECONDS * 1000 + 300
+        assert DEADLINE_SECONDS * 1000 * 0.9 <= row["duration_ms"] <= DEADLINE_SECONDS * 1000 + 600
 
 
 async def test_deliveries_stuck_behind_a_slow_subscription_are_never_sent_after_their_lease(
@@ -334,7 +334,7 @@ async def test_stop_finishes_in_flight_attempts_and_releases_the_rest(
         await dispatcher.stop()
         stop_seconds = time.monotonic() - stop_started
 
-    assert stop_seconds < DEADLINE_SECONDS + 0.5
+    assert stop_seconds < DEADLINE_SECONDS + 1.0
     rows = seeder.deliveries(subscription_id=subscription_id)
     succeeded = [row for row in rows if row["state"] == "succeeded"]
     pending = [row for row in rows if row["state"] == "pending"]

@@ -150,7 +150,7 @@ async def test_hanging_receiver_is_cut_at_the_deadline(sender: Sender, receiver:
     assert result.status_code is None
     assert result.error_class == "timeout"
     assert result.error == "no complete response within 0.4 s"
-    assert DEADLINE_SECONDS * 0.9 <= elapsed < DEADLINE_SECONDS + 0.3
+    assert DEADLINE_SECONDS * 0.9 <= elapsed < DEADLINE_SECONDS + 0.6
 
 
 async def test_deadline_covers_a_body_trickled_after_the_status_line(sender: Sender, receiver: Receiver) -> None:
@@ -158,7 +158,7 @@ async def test_deadline_covers_a_body_trickled_after_the_status_line(sender: Sen
     result = await sender.send(f"{receiver.base_url}/trickle", b"x", {})
     elapsed = time.perf_counter() - started
     assert result.error_class == "timeout"
-    assert elapsed < DEADLINE_SECONDS + 0.3
+    assert elapsed < DEADLINE_SECONDS + 0.6
 
 
 async def test_reads_at_most_max_response_bytes_and_keeps_working(receiver: Receiver) -> None:
