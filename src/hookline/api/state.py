@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
-from hookline.catalogue import Catalogue
 from hookline.api.rate_limit import RateLimiter
+from hookline.catalogue import Catalogue
 from hookline.config import Settings
 from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Sender

@@ -15,13 +15,12 @@ from hookline.api.event_input import object_id_from, resource_url_for
 from hookline.api.ownership import visible_subscription
 from hookline.api.paging import page_from
 from hookline.api.state import app_state
-from hookline.api.validation import absolute_http_url
+from hookline.api.subscription_input import new_subscription_from
 from hookline.delivery import service
 from hookline.store import accounts, subscriptions
 
 router = APIRouter(prefix="/api/v0/webhooks/subscriptions", tags=["subscriptions"])
 
-MAX_SECRET_LENGTH = 256
 MAX_BODY_BYTES = 65536
 FORM_OR_JSON_BODY = {
     "requestBody": {
@@ -80,33 +79,7 @@ async def create_subscription(request: Request) -> Response:
     principal = await auth.authenticate(request, "write")
     state = app_state(request)
     fields = await _fields(request)
-    trigger_url = absolute_http_url(_required_str(fields, "trigger_url"), "trigger_url")
-    refusal = state.address_policy.check_literal_url(trigger_url)
-    if refusal is not None:
-        raise errors.InvalidRequest(f"trigger_url: {refusal}")
-    event_id = _required_str(fields, "event_id")
-    if event_id not in state.catalogue:
-        raise errors.InvalidRequest(
-            f"event_id: unknown event {event_id!r}; GET /api/v0/webhooks/subscriptions/types lists them"
-        )
-    content_type = _content_type(fields.get("content_type"))
-    secret = fields.get("secret")
-    if secret is not None and not isinstance(secret, str):
-        raise errors.InvalidRequest("secret: must be a string")
-    if secret == "":
-        secret = None
-    if secret is not None and len(secret) > MAX_SECRET_LENGTH:
-        raise errors.InvalidRequest(f"secret: must be at most {MAX_SECRET_LENGTH} characters")
-    subscription = domain.Subscription(
-        id=domain.new_subscription_id(),
-        deployment_id=principal.deployment.id,
-        user_id=principal.user.id,
-        event_id=event_id,
-        trigger_url=trigger_url,
-        content_type=content_type,
-        secret=secret,
-        created_at=time.time(),
-    )
+    subscription = new_subscription_from(fields, principal.user, state.catalogue, state.address_policy)
     await subscriptions.create(state.engine, subscription)
     view = views.subscription_view(subscription, principal.deployment, state.catalogue, owner=principal.user)
     return respond.created(request, {"subscription": view})
@@ -196,25 +169,3 @@ async def _full_view(request: Request, subscription: domain.Subscription) -> dic
     deployment = await accounts.get_deployment_by_id(state.engine, subscription.deployment_id)
     assert deployment is not None  # a subscription always belongs to a deployment (foreign key)
     return views.subscription_view(subscription, deployment, state.catalogue, owner=owner)
-
-
-def _required_str(fields: dict[str, object], name: str) -> str:
-    value = fields.get(name)
-    if value is None or value == "":
-        raise errors.InvalidRequest(f"{name}: is required")
-    if not isinstance(value, str):
-        raise errors.InvalidRequest(f"{name}: must be a string")
-    return value.strip()
-
-
-def _content_type(value: object) -> str:
-    if value is None or value == "":
-        return domain.CONTENT_TYPE_FORM
-    if not isinstance(value, str):
-        raise errors.InvalidRequest("content_type: must be a string")
-    normalized = value.split(";", 1)[0].strip().lower()
-    if normalized not in domain.CONTENT_TYPES:
-        raise errors.InvalidRequest(
-            f"content_type: must be {domain.CONTENT_TYPE_FORM!r} or {domain.CONTENT_TYPE_JSON!r}, got {value!r}"
-        )
-    return normalized
