@@ -273,6 +273,40 @@ async def test_concurrent_duplicates_from_two_processes_store_one_event(store: S
     assert store.count(schema.deliveries) == 10
 
 
+AWKWARD_TEXTS = ['say "hi"', "back\\slash", "a,b {c} 'd'", "NULL", "", "  spaced  ", "ünïcødé ✓", "new\nline"]
+
+
+async def test_awkward_text_survives_the_round_trip_through_the_queue(store: Store, queue: PostgresQueue) -> None:
+    store.subscription()
+    stored = await queue.ingest(
+        [
+            new_event(store, text, resource_url=f"http://x/{text}", idempotency_key=f"key {text}")
+            for text in AWKWARD_TEXTS
+        ],
+        WINDOW_SECONDS,
+    )
+    claimed = await queue.claim('owner, with "quotes"', limit=100, lease_seconds=LEASE_SECONDS)
+
+    assert [event.object_id for event in stored] == AWKWARD_TEXTS
+    assert not any(event.duplicate for event in stored)
+    assert [c.object_id for c in claimed] == AWKWARD_TEXTS
+    assert [c.resource_url for c in claimed] == [f"http://x/{text}" for text in AWKWARD_TEXTS]
+    results = []
+    for delivery, text in zip(claimed, AWKWARD_TEXTS, strict=True):
+        result = result_for(delivery, 'owner, with "quotes"', "failed", status_code=None)
+        result.error = text
+        result.response_excerpt = text
+        results.append(result)
+    await queue.record(results)
+    with store.engine.connect() as connection:
+        logged = connection.execute(
+            select(schema.attempts.c.error, schema.attempts.c.response_excerpt).order_by(schema.attempts.c.delivery_id)
+        ).all()
+    assert [tuple(row) for row in logged] == [(text, text) for text in AWKWARD_TEXTS]
+    again = await queue.ingest([new_event(store, "x", idempotency_key=f"key {AWKWARD_TEXTS[0]}")], WINDOW_SECONDS)
+    assert again[0].duplicate
+
+
 # -- claims and leases ----------------------------------------------------------------------------------
 
 

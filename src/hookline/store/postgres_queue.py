@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -299,6 +299,24 @@ class _CommitProgress:
     commit_sent: bool = False
 
 
+# Arrays go to the server as array literals built here ("{1,2,3}", '{"a","b"}'): psycopg's list dumper
+# costs ~0.8 µs per element on the event loop, these joins a fraction of that.
+def _int_array(values: Iterable[int | None]) -> str:
+    return "{" + ",".join(["NULL" if value is None else str(int(value)) for value in values]) + "}"
+
+
+def _float_array(values: Iterable[float | None]) -> str:
+    return "{" + ",".join(["NULL" if value is None else repr(float(value)) for value in values]) + "}"
+
+
+def _text_array(values: Iterable[str | None]) -> str:
+    # Inside double quotes only a backslash and a double quote need escaping.
+    quoted = [
+        "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values
+    ]
+    return "{" + ",".join(quoted) + "}"
+
+
 def _truncate(text: str | None, max_chars: int) -> str | None:
     return None if text is None else text[:max_chars]
 
@@ -449,17 +467,17 @@ class PostgresQueue:
         if not events:
             return []
         keyed = [event for event in events if event.idempotency_key is not None]
-        key_deployments = [event.deployment_id for event in keyed]
-        key_values = [event.idempotency_key for event in keyed]
+        key_deployments = _int_array([event.deployment_id for event in keyed])
+        key_values = _text_array([event.idempotency_key for event in keyed])
         ingest_params = (
-            [event.deployment_id for event in events],
-            [event.event_id for event in events],
-            [event.object_id for event in events],
-            [event.resource_url for event in events],
-            [_user_ids_json(event.user_ids) for event in events],
-            [_user_filter(event.user_ids) for event in events],
-            [event.idempotency_key for event in events],
-            [event.only_subscription_id for event in events],
+            _int_array([event.deployment_id for event in events]),
+            _text_array([event.event_id for event in events]),
+            _text_array([event.object_id for event in events]),
+            _text_array([event.resource_url for event in events]),
+            _text_array([_user_ids_json(event.user_ids) for event in events]),
+            _text_array([_user_filter(event.user_ids) for event in events]),
+            _text_array([event.idempotency_key for event in events]),
+            _text_array([event.only_subscription_id for event in events]),
         )
 
         async def store(connection: Connection, progress: _CommitProgress) -> list[StoredEvent]:
@@ -537,7 +555,8 @@ class PostgresQueue:
         self, owner: str, limit: int, lease_seconds: float, exclude_subscription_ids: Collection[str] = ()
     ) -> list[ClaimedDelivery]:
         """Lease up to `limit` due deliveries, oldest due first; cancels those of deleted subscriptions."""
-        params = {"excluded": list(exclude_subscription_ids), "limit": limit, "owner": owner, "lease": lease_seconds}
+        excluded = _text_array(exclude_subscription_ids)
+        params = {"excluded": excluded, "limit": limit, "owner": owner, "lease": lease_seconds}
 
         async def lease(connection: Connection, _progress: _CommitProgress) -> list[ClaimedDelivery]:
             cursor = await connection.execute(CLAIM_SQL, params)
@@ -598,17 +617,17 @@ class PostgresQueue:
         # Two round trips in a pipeline: BEGIN, lock, fence-and-finish; then log, cancel, COMMIT.
         async with connection.pipeline() as pipeline, connection.transaction():
             await connection.execute(RECORD_PLANNER_SQL)
-            locking = await connection.execute(LOCK_SUBSCRIPTIONS_SQL, (subscription_ids,))
+            locking = await connection.execute(LOCK_SUBSCRIPTIONS_SQL, (_text_array(subscription_ids),))
             finishing = await connection.execute(
                 FINISH_DELIVERIES_SQL,
                 (
-                    [result.delivery_id for result in results],
-                    [result.lease_owner for result in results],
-                    [STATE_BY_OUTCOME[result.outcome] for result in results],
-                    [float(result.retry_in_seconds or 0.0) for result in results],
-                    [result.status_code for result in results],
-                    [_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in results],
-                    ["pending"] * len(results),
+                    _int_array([result.delivery_id for result in results]),
+                    _text_array([result.lease_owner for result in results]),
+                    _text_array([STATE_BY_OUTCOME[result.outcome] for result in results]),
+                    _float_array([result.retry_in_seconds or 0.0 for result in results]),
+                    _int_array([result.status_code for result in results]),
+                    _text_array([_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in results]),
+                    _text_array(["pending"] * len(results)),
                 ),
             )
             await pipeline.sync()
@@ -624,29 +643,31 @@ class PostgresQueue:
             now = locked[0][4] if locked else 0.0
             counters = {row[0]: _SubscriptionCounters(row[1], row[2], row[3]) for row in locked}
             updates = _subscription_updates(accepted, counters, now, self._policy)
-            update_columns: list[list[Any]] = [[] for _ in range(SUBSCRIPTION_UPDATE_COLUMNS)]
-            for update in updates:
-                for column, value in zip(update_columns, update, strict=True):
-                    column.append(value)
             await connection.execute(
                 LOG_ATTEMPTS_AND_COUNTERS_SQL,
                 (
-                    [result.delivery_id for result in accepted],
-                    [result.subscription_id for result in accepted],
-                    [result.attempt_number for result in accepted],
-                    [float(result.started_at) for result in accepted],
-                    [float(result.duration_ms) for result in accepted],
-                    [result.status_code for result in accepted],
-                    [result.response_excerpt for result in accepted],
-                    [_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in accepted],
-                    [_truncate(result.error_class, ERROR_CLASS_MAX_CHARS) for result in accepted],
-                    [result.outcome for result in accepted],
-                    *update_columns,
+                    _int_array([result.delivery_id for result in accepted]),
+                    _text_array([result.subscription_id for result in accepted]),
+                    _int_array([result.attempt_number for result in accepted]),
+                    _float_array([result.started_at for result in accepted]),
+                    _float_array([result.duration_ms for result in accepted]),
+                    _int_array([result.status_code for result in accepted]),
+                    _text_array([result.response_excerpt for result in accepted]),
+                    _text_array([_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in accepted]),
+                    _text_array([_truncate(result.error_class, ERROR_CLASS_MAX_CHARS) for result in accepted]),
+                    _text_array([result.outcome for result in accepted]),
+                    _text_array([update[0] for update in updates]),
+                    _int_array([update[1] for update in updates]),
+                    _float_array([update[2] for update in updates]),
+                    _float_array([update[3] for update in updates]),
+                    _int_array([update[4] for update in updates]),
+                    _text_array([update[5] for update in updates]),
+                    _text_array([update[6] for update in updates]),
                 ),
             )
             deleted_now = [update[0] for update in updates if update[6] is not None]
             if deleted_now:
-                await connection.execute(CANCEL_PENDING_OF_SUBSCRIPTIONS_SQL, (deleted_now,))
+                await connection.execute(CANCEL_PENDING_OF_SUBSCRIPTIONS_SQL, (_text_array(deleted_now),))
 
     # -- the rest of the interface ---------------------------------------------------------------------
 
@@ -694,7 +715,7 @@ class PostgresQueue:
                 pruned = cursor.rowcount
                 event_ids = sorted({row[0] for row in await cursor.fetchall()})
                 if event_ids:
-                    await connection.execute(PRUNE_EMPTIED_EVENTS_SQL, (event_ids,))
+                    await connection.execute(PRUNE_EMPTIED_EVENTS_SQL, (_int_array(event_ids),))
                 await connection.execute(PRUNE_UNMATCHED_EVENTS_SQL, (finished_before, batch_size))
                 return pruned
 
@@ -724,7 +745,6 @@ class PostgresQueue:
 
 
 SubscriptionUpdate = tuple[str, int, float | None, float | None, int | None, str | None, str | None]
-SUBSCRIPTION_UPDATE_COLUMNS = 7
 
 
 def _subscription_updates(
