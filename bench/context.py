@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import procs
+from bench import procs, service
+from bench.profile import Profiler, ProfileSummary
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class Sizes:
     report_batch_size: int
     latency_events_per_second: float
     latency_seconds: float
+    latency_warmup_seconds: float
+    latency_batch_size: int
     latency_subscriptions: int
     isolation_events: int
     isolation_subscriptions: int
@@ -27,6 +30,7 @@ class Sizes:
     backlog_rows: int
     backlog_subscriptions: int
     backlog_drain_seconds: float
+    backlog_small_comparison: bool
     api_seconds: float
     api_connections: int
 
@@ -42,6 +46,8 @@ class Sizes:
             report_batch_size=100,
             latency_events_per_second=500.0,
             latency_seconds=10.0,
+            latency_warmup_seconds=1.0,
+            latency_batch_size=5,
             latency_subscriptions=10,
             isolation_events=2_000,
             isolation_subscriptions=10,
@@ -49,6 +55,7 @@ class Sizes:
             backlog_rows=1_000_000,
             backlog_subscriptions=1_000,
             backlog_drain_seconds=240.0,
+            backlog_small_comparison=True,
             api_seconds=5.0,
             api_connections=32,
         )
@@ -64,7 +71,9 @@ class Sizes:
             throughput_subscriptions=5,
             report_batch_size=20,
             latency_events_per_second=50.0,
-            latency_seconds=1.0,
+            latency_seconds=0.5,
+            latency_warmup_seconds=0.2,
+            latency_batch_size=5,
             latency_subscriptions=2,
             isolation_events=40,
             isolation_subscriptions=10,
@@ -72,6 +81,7 @@ class Sizes:
             backlog_rows=2_000,
             backlog_subscriptions=20,
             backlog_drain_seconds=20.0,
+            backlog_small_comparison=False,
             api_seconds=0.5,
             api_connections=8,
         )
@@ -85,8 +95,10 @@ class RunContext:
     quick: bool
     work_dir: Path
     sink: procs.Sink
-    postgres_admin_url: str
+    stores: service.StoreFactory
+    profile: bool = False
     floor_deliveries_per_second: float | None = None
+    deadline: float = float("inf")  # time.monotonic() by which the whole run should be done
     children: list[procs.ChildProcess] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
 
@@ -94,6 +106,20 @@ class RunContext:
         """Remember a child so that the run stops it even if its benchmark fails."""
         self.children.append(child)
         return child
+
+    def start_profiler(self, pid: int, label: str) -> Profiler | None:
+        """A py-spy recording of `pid` when the run profiles (--profile), else None."""
+        if not self.profile:
+            return None
+        profiler = Profiler(pid, self.work_dir / f"profile-{label}.txt")
+        return profiler if profiler.start() else None
+
+    def keep_profile(self, label: str, summary: ProfileSummary | None) -> None:
+        """Store a profile's top entries in the report's details."""
+        if summary is not None:
+            profiles = self.details.setdefault("profiles", {})
+            assert isinstance(profiles, dict)
+            profiles[label] = summary.as_dict()
 
     def stop_children(self) -> None:
         """Stop every adopted child (by PID), newest first."""

@@ -86,6 +86,17 @@ def _proc_status_bytes(pid: int, key: str) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds the process has used so far (from /proc/PID/stat), or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # after the command name, which may contain spaces
+    user_ticks, system_ticks = int(fields[11]), int(fields[12])
+    return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")
+
+
 def python_executable() -> str:
     """The interpreter running the benchmark (the project's venv when run as documented)."""
     return sys.executable

@@ -24,13 +24,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baselines, procs
+from bench import api, backlog, baselines, deliveries, procs, service
 from bench.context import RunContext, Sizes
 from bench.results import Figure, RunReport, render_table
 
 DEFAULT_OUTPUT = procs.BENCH_DIR / "results" / "latest.json"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_ENV = "HOOKLINE_BENCH_POSTGRES_URL"
+
+STORE_MARKERS: dict[str, Callable[[str], bool]] = {
+    "sqlite": lambda name: name not in ("floor", "sink") and not name.endswith("-postgres"),
+    "postgresql": lambda name: name.endswith("-postgres"),
+}
+RUN_BUDGET_SECONDS = {"full": 560.0, "quick": 25.0}
+QUICK_SKIPS = {"latency-postgres": "--quick runs PostgreSQL in the throughput row only"}
 
 Benchmark = Callable[[RunContext], Awaitable[list[Figure]]]
 
@@ -40,11 +47,20 @@ def benchmarks() -> dict[str, Benchmark]:
     registry: dict[str, Benchmark] = {
         "floor": baselines.measure_floor,
         "sink": baselines.check_sink_capacity,
+        "throughput-sqlite": deliveries.throughput("sqlite"),
+        "throughput-postgres": deliveries.throughput("postgresql"),
+        "latency-sqlite": deliveries.latency("sqlite"),
+        "latency-postgres": deliveries.latency("postgresql"),
+        "isolation": deliveries.isolation,
+        "api": api.api,
+        "backlog": backlog.backlog,  # last: its drain takes whatever is left of the run's time budget
     }
     return registry
 
 
-async def run_benchmarks(names: list[str], sizes: Sizes, quick: bool, postgres_admin_url: str) -> RunReport:
+async def run_benchmarks(
+    names: list[str], sizes: Sizes, quick: bool, postgres_admin_url: str, profile: bool = False
+) -> RunReport:
     """Run the named benchmarks in order with one shared sink; a failing benchmark is reported, not fatal."""
     command = " ".join(shlex.quote(part) for part in [Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]])
     report = RunReport(command=command, quick=quick)
@@ -52,14 +68,20 @@ async def run_benchmarks(names: list[str], sizes: Sizes, quick: bool, postgres_a
     work_dir = Path(tempfile.mkdtemp(prefix="hookline-bench-"))
     registry = benchmarks()
     sink = procs.start_sink(work_dir)
-    context = RunContext(sizes=sizes, quick=quick, work_dir=work_dir, sink=sink, postgres_admin_url=postgres_admin_url)
+    stores = service.StoreFactory(work_dir, postgres_admin_url)
+    context = RunContext(sizes=sizes, quick=quick, work_dir=work_dir, sink=sink, stores=stores, profile=profile)
+    context.deadline = started + RUN_BUDGET_SECONDS["quick" if quick else "full"]
+    stores.prepare_in_background({kind for name in names for kind, is_used in STORE_MARKERS.items() if is_used(name)})
     keep_work_dir = False
     try:
         for name in names:
             benchmark = registry[name]
             benchmark_started = time.monotonic()
             try:
-                figures = await benchmark(context)
+                if quick and name in QUICK_SKIPS:
+                    figures = [Figure.skipped(name, "all", "", "", QUICK_SKIPS[name])]
+                else:
+                    figures = await benchmark(context)
             except Exception as exc:  # one broken benchmark must not hide the others' figures
                 keep_work_dir = True
                 detail = "".join(traceback.format_exception_only(exc)).strip()
@@ -72,6 +94,9 @@ async def run_benchmarks(names: list[str], sizes: Sizes, quick: bool, postgres_a
     finally:
         context.stop_children()
         sink.child.stop()
+        stores.close()
+        if profile:
+            keep_work_dir = True  # the raw py-spy stacks are there
         if not keep_work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
     report.details = context.details
@@ -93,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_ADMIN_URL),
         help=f"a PostgreSQL server to create (and drop) a scratch database on (env {POSTGRES_URL_ENV})",
     )
+    parser.add_argument("--profile", action="store_true", help="sample the Hookline processes with py-spy")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.only.split(",") if name.strip()] or all_names
     unknown = [name for name in names if name not in all_names]
@@ -107,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    report = asyncio.run(run_benchmarks(names, sizes, args.quick, args.postgres_url))
+    report = asyncio.run(run_benchmarks(names, sizes, args.quick, args.postgres_url, args.profile))
     render_table(report)
     report.write_json(args.output)
     print(f"wrote {args.output}")
