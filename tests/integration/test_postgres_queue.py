@@ -566,7 +566,13 @@ async def test_release_hands_back_only_the_owners_leases(store: Store, queue: Po
     mine = await queue.claim("me", limit=3, lease_seconds=LEASE_SECONDS)
     await queue.claim("them", limit=1, lease_seconds=LEASE_SECONDS)
 
-    assert await queue.release("me") == 3
+    other_process = await open_queue(store)
+    try:
+        other_process.work_available.clear()
+        assert await queue.release("me") == 3
+        await asyncio.wait_for(other_process.work_available.wait(), timeout=1.0)  # released work wakes everyone
+    finally:
+        await other_process.close()
 
     again = await queue.claim("next", limit=10, lease_seconds=LEASE_SECONDS)
     assert sorted(c.delivery_id for c in again) == sorted(c.delivery_id for c in mine)

@@ -49,15 +49,17 @@ CONNECTION_KWARGS: dict[str, Any] = {
     "keepalives_count": 3,
 }
 
-# Per connection. JIT compiling costs tens of milliseconds and pays off only for long analytic queries.
-# Bitmap scans are off because on a queue that filled faster than autovacuum analyses it (a fresh database,
-# a burst), the planner believes few rows are due and fetches and sorts ALL due rows for a claim, instead of
-# reading the first `limit` of them in index order; every ordered query here has a matching index.
-SESSION_SETTINGS_SQL = "SET jit = off; SET enable_bitmapscan = off"
-
-# For a record commit: every join there looks rows up by primary key (a result's delivery, a subscription),
-# never by scanning, whatever the planner believes of the table's size.
-RECORD_PLANNER_SQL = "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+# The planner profile of every pooled connection: an OLTP one. Each query here reaches its rows through an
+# index (a due batch in due order, a delivery or subscription by primary key), and the plans the planner
+# prefers instead go wrong on a queue, whose statistics lag behind its bursts: believing few rows are due,
+# it fetches and sorts ALL due rows for a claim (a bitmap scan); believing a table small, it hashes all of
+# deliveries to match a batch of 500 results. So: no bitmap scans, no hash or merge joins (ingestion turns
+# hash joins back on for its own transaction, where two in-memory row sets meet), and no JIT, which costs
+# tens of milliseconds and pays off only on long analytic queries.
+SESSION_SETTINGS_SQL = (
+    "SET jit = off; SET enable_bitmapscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off"
+)
+HASH_JOINS_FOR_THIS_TRANSACTION_SQL = "SELECT set_config('enable_hashjoin', 'on', true)"
 
 # The database's clock, fixed for one statement.
 NOW = "extract(epoch from statement_timestamp())::float8"
@@ -436,13 +438,6 @@ class PostgresQueue:
 
         return await self._run(fetch, idempotent=True)
 
-    async def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
-        async def execute(connection: Connection, _progress: _CommitProgress) -> int:
-            cursor = await connection.execute(sql, params)
-            return cursor.rowcount
-
-        return await self._run(execute, idempotent=True)
-
     # -- the clock and counts --------------------------------------------------------------------------
 
     async def now(self) -> float:
@@ -483,6 +478,7 @@ class PostgresQueue:
         async def store(connection: Connection, progress: _CommitProgress) -> list[StoredEvent]:
             # Pipelined: BEGIN and the inserts in one round trip, NOTIFY and COMMIT in another.
             async with connection.pipeline(), connection.transaction():
+                await connection.execute(HASH_JOINS_FOR_THIS_TRANSACTION_SQL)
                 if keyed:
                     await connection.execute(
                         RELEASE_EXPIRED_KEYS_SQL, (key_deployments, key_values, idempotency_window_seconds)
@@ -616,7 +612,6 @@ class PostgresQueue:
         subscription_ids = sorted({result.subscription_id for result in results})
         # Two round trips in a pipeline: BEGIN, lock, fence-and-finish; then log, cancel, COMMIT.
         async with connection.pipeline() as pipeline, connection.transaction():
-            await connection.execute(RECORD_PLANNER_SQL)
             locking = await connection.execute(LOCK_SUBSCRIPTIONS_SQL, (_text_array(subscription_ids),))
             finishing = await connection.execute(
                 FINISH_DELIVERIES_SQL,
@@ -672,8 +667,16 @@ class PostgresQueue:
     # -- the rest of the interface ---------------------------------------------------------------------
 
     async def release(self, owner: str) -> int:
-        """Hand back every delivery leased to `owner` (due now); returns how many."""
-        released = await self._execute_count(RELEASE_SQL, (owner,))
+        """Hand back every delivery leased to `owner` (due now) and wake every dispatcher; returns how many."""
+
+        async def hand_back(connection: Connection, _progress: _CommitProgress) -> int:
+            async with connection.transaction():
+                cursor = await connection.execute(RELEASE_SQL, (owner,))
+                if cursor.rowcount:
+                    await connection.execute(NOTIFY_SQL)
+                return cursor.rowcount
+
+        released = await self._run(hand_back, idempotent=True)
         if released:
             self.work_available.set()
         return released
