@@ -728,3 +728,13 @@ async def test_close_flushes_results_waiting_for_the_writer(store: Store) -> Non
 
     await asyncio.gather(*recording)
     assert store.states() == {"succeeded": 50}
+
+
+async def test_open_fails_with_a_clear_error_when_no_server_answers() -> None:
+    queue = PostgresQueue(
+        "postgresql://postgres:hunter2@127.0.0.1:1/nowhere", FailurePolicy(), connect_timeout_seconds=0.5
+    )
+    with pytest.raises(psycopg.OperationalError) as refused:
+        await asyncio.wait_for(queue.open(), timeout=30)
+    assert "could not connect to PostgreSQL (host 127.0.0.1 port 1 database nowhere) within 0.5 s" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

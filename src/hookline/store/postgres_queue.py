@@ -33,8 +33,8 @@ Connection = psycopg.AsyncConnection[TupleRow]
 
 DEFAULT_MIN_POOL_SIZE = 2
 DEFAULT_MAX_POOL_SIZE = 10
-POOL_TIMEOUT_SECONDS = 15.0
-OPEN_TIMEOUT_SECONDS = 15.0
+# How long open() waits for the server, and an operation for a pooled connection (a restart takes seconds).
+CONNECT_TIMEOUT_SECONDS = 15.0
 LISTEN_BACKOFF_MIN_SECONDS = 0.1
 LISTEN_BACKOFF_MAX_SECONDS = 5.0
 MAX_RESULTS_PER_COMMIT = 5000
@@ -338,6 +338,15 @@ async def _configure_session(connection: Connection) -> None:
     await connection.execute(SESSION_SETTINGS_SQL)
 
 
+def _describe(conninfo: str) -> str:
+    """Where a conninfo points, without its password."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "an unreadable database URL"
+    return f"host {parts.get('host', 'localhost')} port {parts.get('port', 5432)} database {parts.get('dbname', '?')}"
+
+
 def _retriable(exc: BaseException) -> bool:
     """A lost connection or a deadlock: worth one more try on a fresh connection (a pool timeout is not)."""
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg_pool.PoolTimeout)
@@ -355,15 +364,17 @@ class PostgresQueue:
         *,
         min_pool_size: int = DEFAULT_MIN_POOL_SIZE,
         max_pool_size: int = DEFAULT_MAX_POOL_SIZE,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self._conninfo = conninfo
+        self._connect_timeout_seconds = connect_timeout_seconds
         self._policy = policy
         self._pool = psycopg_pool.AsyncConnectionPool(
             conninfo,
             kwargs=CONNECTION_KWARGS,
             min_size=min_pool_size,
             max_size=max_pool_size,
-            timeout=POOL_TIMEOUT_SECONDS,
+            timeout=connect_timeout_seconds,
             configure=_configure_session,
             open=False,
             name="hookline",
@@ -384,11 +395,18 @@ class PostgresQueue:
         self._results_arrived = asyncio.Event()
         self._listening = asyncio.Event()
         self._closing = False
-        await self._pool.open(wait=True, timeout=OPEN_TIMEOUT_SECONDS)
+        try:
+            await self._pool.open(wait=True, timeout=self._connect_timeout_seconds)
+        except psycopg_pool.PoolTimeout as exc:
+            await self._pool.close()  # stop its reconnection attempts: the caller gives up on this queue
+            raise psycopg.OperationalError(
+                f"could not connect to PostgreSQL ({_describe(self._conninfo)}) within"
+                f" {self._connect_timeout_seconds:g} s; is the server running and the database URL right?"
+            ) from exc
         self._writer_task = asyncio.create_task(self._write_results_forever(), name="hookline-pg-writer")
         self._listener_task = asyncio.create_task(self._listen_forever(), name="hookline-pg-listener")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), OPEN_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self._listening.wait(), self._connect_timeout_seconds)
 
     async def close(self) -> None:
         """Flush results still waiting for a commit, stop listening and close every connection."""
