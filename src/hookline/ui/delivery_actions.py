@@ -1,0 +1,130 @@
+"""The panel's delivery buttons: Send test (synchronous dispatch), Trigger (queue an event), Redeliver."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hookline import domain, errors
+from hookline.api.event_input import object_id_from, resource_url_for
+from hookline.api.state import AppState, app_state
+from hookline.delivery import service
+from hookline.store import delivery_log
+from hookline.ui import web
+from hookline.ui.session import Flash
+from hookline.ui.subscription_pages import subscription_for
+from hookline.ui.templating import duration_text, status_text
+
+router = APIRouter(route_class=web.PanelRoute, include_in_schema=False)
+
+MAX_DELIVERY_ID_DIGITS = 18
+
+
+def _subscription_url(subscription_id: str) -> str:
+    return f"{web.PANEL_PREFIX}/subscriptions/{subscription_id}"
+
+
+@router.post(f"{web.PANEL_PREFIX}/subscriptions/{{subscription_id}}/test")
+async def send_test(request: Request, subscription_id: str) -> Response:
+    """Deliver the subscription's event for an object id now, to this subscription alone, and show the answer."""
+    viewer = await web.current_viewer(request)
+    fields = await web.checked_form(request, viewer)
+    web.require_write(viewer)
+    state = app_state(request)
+    subscription = await subscription_for(request, viewer, subscription_id, allow_deleted=False)
+    back = _subscription_url(subscription.id)
+    try:
+        event = _event_for(state, viewer.principal.deployment, subscription, fields.get("object_id"))
+    except errors.InvalidRequest as exc:
+        return web.redirect(request, back, Flash("error", f"Test not sent: {web.field_error(exc)[1]}"))
+    outcome = await service.dispatch_now(
+        state.queue, state.sender, state.settings, state.retry_policy, event, subscription.id
+    )
+    if outcome is None:
+        return web.redirect(request, back, Flash("error", "Test not sent: the subscription no longer exists."))
+    return web.redirect(request, back, _test_flash(outcome, event.object_id))
+
+
+@router.post(f"{web.PANEL_PREFIX}/subscriptions/{{subscription_id}}/trigger")
+async def trigger(request: Request, subscription_id: str) -> Response:
+    """Queue the subscription's event for an object id, as the API's trigger does (every matching subscription)."""
+    viewer = await web.current_viewer(request)
+    fields = await web.checked_form(request, viewer)
+    web.require_write(viewer)
+    state = app_state(request)
+    subscription = await subscription_for(request, viewer, subscription_id, allow_deleted=False)
+    back = _subscription_url(subscription.id)
+    try:
+        event = _event_for(state, viewer.principal.deployment, subscription, fields.get("object_id"))
+    except errors.InvalidRequest as exc:
+        return web.redirect(request, back, Flash("error", f"Event not queued: {web.field_error(exc)[1]}"))
+    [stored] = await state.queue.ingest([event], state.settings.idempotency_window_seconds)
+    plural = "delivery" if stored.deliveries == 1 else "deliveries"
+    return web.redirect(
+        request,
+        back,
+        Flash(
+            "success",
+            f"Queued event #{stored.id} ({stored.event_id}, object {stored.object_id}): {stored.deliveries} "
+            f"{plural}. Reload the page to see how they went.",
+        ),
+    )
+
+
+@router.post(f"{web.PANEL_PREFIX}/deliveries/{{delivery_id}}/redeliver")
+async def redeliver(request: Request, delivery_id: str) -> Response:
+    """Queue a new delivery of a logged delivery's event to the same (live) subscription."""
+    viewer = await web.current_viewer(request)
+    await web.checked_form(request, viewer)
+    web.require_write(viewer)
+    state = app_state(request)
+    not_found = web.PanelError(404, "Delivery not found", f"There is no delivery {delivery_id!r} you can see.")
+    if not delivery_id.isdigit() or len(delivery_id) > MAX_DELIVERY_ID_DIGITS:
+        raise not_found
+    original = await delivery_log.get(state.engine, int(delivery_id))
+    if original is None:
+        raise not_found
+    try:
+        await subscription_for(request, viewer, original.subscription_id, allow_deleted=True)
+    except web.PanelError as exc:
+        raise (not_found if exc.status_code == 404 else exc) from None
+    back = _subscription_url(original.subscription_id)
+    new_id = await state.queue.redeliver(original.id)
+    if new_id is None:
+        return web.redirect(
+            request, back, Flash("error", f"Delivery #{original.id} was not redelivered: its subscription was deleted.")
+        )
+    return web.redirect(
+        request,
+        back,
+        Flash("success", f"Queued delivery #{new_id}, a redelivery of #{original.id}. Reload to see its attempts."),
+    )
+
+
+def _event_for(
+    state: AppState, deployment: domain.Deployment, subscription: domain.Subscription, raw_object_id: object
+) -> domain.NewEvent:
+    """The subscription's event for an object, built as the API's trigger and dispatch endpoints build it."""
+    object_id = object_id_from(raw_object_id if raw_object_id != "" else None, "object_id")
+    event_type = state.catalogue.get(subscription.event_id)
+    if event_type is None:
+        raise errors.InvalidRequest(f"event_id: the event {subscription.event_id!r} is no longer in the catalogue")
+    return domain.NewEvent(
+        deployment_id=subscription.deployment_id,
+        event_id=subscription.event_id,
+        object_id=object_id,
+        resource_url=resource_url_for(state.settings, deployment, event_type, object_id),
+    )
+
+
+def _test_flash(outcome: service.DispatchOutcome, object_id: str) -> Flash:
+    """What a test delivery got, in a sentence."""
+    lead = f"Test delivery #{outcome.delivery_id} for object {object_id}"
+    took = duration_text(outcome.duration_ms)
+    if outcome.status_code is None:
+        return Flash("error", f"{lead} got no response after {took}: {outcome.error or 'no answer'}.")
+    answered = f"{lead}: the receiver answered {status_text(outcome.status_code)} in {took}."
+    if outcome.outcome == "gone":
+        return Flash("error", f"{answered} A 410 asks to unsubscribe, so the subscription was removed.")
+    return Flash("success" if outcome.outcome == "success" else "error", answered)
