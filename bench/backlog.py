@@ -145,10 +145,7 @@ async def _drain(context: RunContext, store: service.Store, total: int) -> tuple
         delivered = 0
         try:
             while time.monotonic() < deadline:
-                stats = await sink.stats(session)
-                ok = stats["ok"]
-                assert isinstance(ok, int)
-                delivered = ok
+                delivered = sink.ok_count_of(await sink.stats(session), "/backlog")
                 rss = hookline.child.rss_bytes()
                 if rss is not None:
                     rss_samples.append(rss)

@@ -113,16 +113,16 @@ async def deliver_events(
     started_at = time.monotonic()
     reporter = asyncio.create_task(_report_all(hookline, session, events, context.sizes.report_batch_size))
     try:
-        stats = await context.sink.wait_for_ok_count(session, expected, _drain_timeout(context, expected))
+        delivered = await context.sink.wait_for_ok_count(
+            session, expected, _drain_timeout(context, expected), path=f"/{label}"
+        )
         await reporter
     finally:
         reporter.cancel()
     cpu_after = procs.cpu_seconds(hookline.child.pid)
     if profiler is not None:
         context.keep_profile(label, profiler.stop())
-    delivered = stats["ok"]
-    last_at = stats["last_at"]
-    assert isinstance(delivered, int)
+    last_at = (await context.sink.stats(session))["last_at"]
     seconds = (float(last_at) if isinstance(last_at, float) else time.monotonic()) - started_at
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     return DeliveryRun(expected, delivered, seconds, cpu)
@@ -138,13 +138,18 @@ def throughput(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
         if kind == "postgresql" and (reason := context.stores.postgres_available()) is not None:
             return [Figure.skipped(name, "deliveries/s", "1/s", target, reason)]
 
-        # The floor drifts with whatever else the machine does: measure it again right before this row.
-        local_floor = await baselines.run_floor_once(
-            f"{context.sink.base_url}/floor-{kind}", sizes.floor_requests, FLOOR_TIME_LIMIT_SECONDS
-        )
-        floor = float(local_floor["deliveries_per_second"])
+        # The floor drifts with whatever else the machine does: measure it again right before and right after
+        # this row's own run (Hookline's start-up and subscriptions come before it), and divide by their mean.
+        floors: list[float] = []
+
+        async def floor_now() -> None:
+            measured = await baselines.run_floor_once(
+                f"{context.sink.base_url}/floor-{kind}", sizes.floor_requests, FLOOR_TIME_LIMIT_SECONDS
+            )
+            floors.append(float(measured["deliveries_per_second"]))
 
         async def work(hookline: service.Hookline, session: aiohttp.ClientSession) -> list[Figure]:
+            await floor_now()
             run = await deliver_events(
                 context,
                 hookline,
@@ -154,11 +159,14 @@ def throughput(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
                 sizes.throughput_subscriptions,
                 [],
             )
+            await floor_now()
+            floor = statistics.fmean(floors)
             ratio = ratio_of(run.per_second, floor)
             note = (
                 f"{sizes.throughput_events:,} events x {sizes.throughput_subscriptions} subscriptions, reported in "
                 f"batches of {sizes.report_batch_size}; {run.delivered:,}/{run.expected:,} arrived in "
-                f"{run.seconds:.1f} s{run.cpu_note()}; floor measured just before"
+                f"{run.seconds:.1f} s{run.cpu_note()}; floor = mean of runs just before and after "
+                f"({floors[0]:,.0f}, {floors[1]:,.0f})"
             )
             if context.floor_deliveries_per_second:
                 note += f" ({run.per_second / context.floor_deliveries_per_second:.2f} x the run's median floor)"
@@ -190,6 +198,7 @@ async def _offered_load(
     events_per_second: float,
     batch_size: int,
     answered_at: dict[str, float],
+    event_id: str = service.EVENT_ID,
 ) -> int:
     """Report `events` open-loop at a fixed rate, `batch_size` per request; how many requests left > 5 ms late.
 
@@ -202,7 +211,7 @@ async def _offered_load(
 
     async def send(object_ids: list[str]) -> None:
         try:
-            answered = await hookline.report_events(session, object_ids)
+            answered = await hookline.report_events(session, object_ids, event_id)
             for object_id in object_ids:
                 answered_at[object_id] = answered
         finally:
@@ -240,13 +249,22 @@ def latency(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
         batch_size = sizes.latency_batch_size
 
         async def work(hookline: service.Hookline, session: aiohttp.ClientSession) -> list[Figure]:
+            path = f"/latency-{kind}"
+            warmup_path = f"/latency-{kind}-warmup"
             for _ in range(subscriptions):
-                await hookline.create_subscription(session, f"{context.sink.base_url}/latency-{kind}")
+                await hookline.create_subscription(session, f"{context.sink.base_url}{path}")
+                await hookline.create_subscription(
+                    session, f"{context.sink.base_url}{warmup_path}", event_id=service.WARMUP_EVENT_ID
+                )
             sink = context.sink
-            # Warm up (connections, caches), then measure from a clean sink.
+            # Warm up (connections, caches) with another event type going to other subscriptions, then measure.
             warmup_events = max(1, round(rate * sizes.latency_warmup_seconds))
-            await _offered_load(hookline, session, 10_000_000, warmup_events, rate, batch_size, {})
-            await sink.wait_for_ok_count(session, warmup_events * subscriptions, LATENCY_SETTLE_TIMEOUT_SECONDS)
+            await _offered_load(
+                hookline, session, 10_000_000, warmup_events, rate, batch_size, {}, service.WARMUP_EVENT_ID
+            )
+            await sink.wait_for_ok_count(
+                session, warmup_events * subscriptions, LATENCY_SETTLE_TIMEOUT_SECONDS, path=warmup_path
+            )
             await sink.reset(session)
             await sink.record(session, True)
             events = max(1, round(rate * sizes.latency_seconds))
@@ -254,21 +272,26 @@ def latency(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
             profiler = context.start_profiler(hookline.child.pid, f"latency-{kind}")
             late = await _offered_load(hookline, session, 0, events, rate, batch_size, answered_at)
             expected = events * subscriptions
-            stats = await sink.wait_for_ok_count(session, expected, LATENCY_SETTLE_TIMEOUT_SECONDS)
+            delivered = await sink.wait_for_ok_count(session, expected, LATENCY_SETTLE_TIMEOUT_SECONDS, path=path)
+            gave_up_at = time.monotonic()
             if profiler is not None:
                 context.keep_profile(f"latency-{kind}", profiler.stop())
             await sink.record(session, False)
             arrivals = await sink.arrivals(session)
             await sink.reset(session)
-            latencies_ms = sorted(
+            latencies_ms = [
                 (arrived_at - answered_at[str(object_id)]) * 1000.0
                 for arrived_at, object_id in arrivals
                 if str(object_id) in answered_at
-            )
-            delivered = stats["ok"]
-            assert isinstance(delivered, int)
+            ]
             if not latencies_ms:
                 raise RuntimeError(f"no arrival matched a reported event ({delivered} arrivals)")
+            # Deliveries that never arrived count with a lower bound (until we stopped waiting), not as absent.
+            missing = max(0, expected - len(latencies_ms))
+            if missing:
+                lower_bound_ms = (gave_up_at - max(answered_at.values())) * 1000.0
+                latencies_ms.extend([lower_bound_ms] * missing)
+            latencies_ms.sort()
             before_202 = sum(1 for value in latencies_ms if value < 0)
             p50 = percentile(latencies_ms, 0.50)
             p99 = percentile(latencies_ms, 0.99)
@@ -278,6 +301,7 @@ def latency(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
                 f"({rate * subscriptions:,.0f} deliveries/s offered), reported {batch_size} per request every "
                 f"{1000 * batch_size / rate:g} ms; {delivered:,}/{expected:,} arrived; {before_202} arrived before "
                 f"their 202 was read; {late} requests sent > 5 ms late"
+                + (f"; {missing:,} never arrived (counted at {LATENCY_SETTLE_TIMEOUT_SECONDS:g} s+)" if missing else "")
             )
             context.details[f"latency_{kind}_ms"] = {
                 "p50": p50,
@@ -339,16 +363,26 @@ async def isolation(context: RunContext) -> list[Figure]:
 
         return await _with_service(context, "sqlite", f"isolation-{label}", work, extra_env=deadline_env)
 
-    await keep("without", without_hanging)
+    # without, with, without: the baseline brackets the measured run, so drift of the machine cancels out.
+    await keep("without-before", without_hanging)
     await keep("with", with_hanging)
+    await keep("without-after", without_hanging)
     hang_sink.child.stop()
-    baseline, loaded = runs["without"], runs["with"]
-    ratio = ratio_of(loaded.per_second, baseline.per_second) if loaded.complete and baseline.complete else None
+    loaded = runs["with"]
+    baselines_seen = [runs["without-before"], runs["without-after"]]
+    baseline = DeliveryRun(
+        sum(run.expected for run in baselines_seen),
+        sum(run.delivered for run in baselines_seen),
+        sum(run.seconds for run in baselines_seen),
+        None,
+    )
+    complete = loaded.complete and all(run.complete for run in baselines_seen)
+    ratio = ratio_of(loaded.per_second, baseline.per_second) if complete else None
     note = (
         f"{sizes.isolation_events:,} events x {healthy} healthy subscriptions, plus {hanging} of {total} "
         f"on a receiver that never answers (deadline {sizes.isolation_timeout_seconds:g} s); "
         f"{loaded.delivered:,}/{loaded.expected:,} healthy arrived in {loaded.seconds:.1f} s "
-        f"vs {baseline.seconds:.1f} s without"
+        f"vs {baselines_seen[0].seconds:.1f} s and {baselines_seen[1].seconds:.1f} s without (runs before and after)"
     )
     return [
         Figure(

@@ -191,17 +191,34 @@ class Sink:
         return [(float(arrived_at), object_id) for arrived_at, object_id in document]
 
     async def wait_for_ok_count(
-        self, session: aiohttp.ClientSession, expected: int, timeout_seconds: float, poll_seconds: float = 0.02
-    ) -> dict[str, object]:
-        """Poll until the sink has answered `expected` requests or `timeout_seconds` passed; the last stats."""
+        self,
+        session: aiohttp.ClientSession,
+        expected: int,
+        timeout_seconds: float,
+        path: str | None = None,
+        poll_seconds: float = 0.02,
+    ) -> int:
+        """Poll until the sink answered `expected` requests (to `path` only, when given) or the timeout; how many."""
         deadline = time.monotonic() + timeout_seconds
         while True:
             stats = await self.stats(session)
-            ok = stats["ok"]
-            assert isinstance(ok, int)
+            ok = self.ok_count_of(stats, path)
             if ok >= expected or time.monotonic() >= deadline:
-                return stats
+                return ok
+
             await asyncio.sleep(poll_seconds)
+
+    @staticmethod
+    def ok_count_of(stats: dict[str, object], path: str | None) -> int:
+        """The answered count in `stats`: all of them, or those to one path."""
+        if path is None:
+            ok = stats["ok"]
+        else:
+            by_path = stats["ok_by_path"]
+            assert isinstance(by_path, dict)
+            ok = by_path.get(path, 0)
+        assert isinstance(ok, int)
+        return ok
 
 
 def start_sink(log_dir: Path, mode: str = "ok", name: str = "sink") -> Sink:

@@ -76,6 +76,11 @@ class RunReport:
     details: dict[str, object] = field(default_factory=dict)
     duration_seconds: float = 0.0
 
+    def finish(self, duration_seconds: float) -> None:
+        """Note the run's duration and the machine's load at its end (other work on the machine skews figures)."""
+        self.duration_seconds = duration_seconds
+        self.machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+
     def write_json(self, path: Path) -> None:
         """Write the report as indented JSON (creating the folder)."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +107,7 @@ def describe_machine() -> dict[str, object]:
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
     return {
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
@@ -159,5 +165,7 @@ def render_table(report: RunReport, console: Console | None = None) -> None:
     machine = report.machine
     console.print(
         f"machine: {machine.get('cpu_model')} ({machine.get('usable_cpus')} usable CPUs), "
-        f"Python {machine.get('python')}, commit {machine.get('git_commit')}; run took {report.duration_seconds:.0f} s"
+        f"Python {machine.get('python')}, commit {machine.get('git_commit')}; "
+        f"run took {report.duration_seconds:.0f} s; "
+        f"load average {machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end')} at end"
     )

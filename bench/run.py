@@ -100,7 +100,7 @@ async def run_benchmarks(
         if not keep_work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
     report.details = context.details
-    report.duration_seconds = time.monotonic() - started
+    report.finish(time.monotonic() - started)
     return report
 
 

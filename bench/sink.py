@@ -8,7 +8,7 @@ Paths:
 - any path: answered `200` with a 2-byte body and counted (`ok`);
 - a path starting with `/hang` (or every path with `--mode hang`): never answered; the connection is held until
   the client gives up (its deadline), and counted as `hung`;
-- `GET /_sink/stats`: JSON `{"ok", "hung", "first_at", "last_at", "recording", "arrivals"}` (times from
+- `GET /_sink/stats`: JSON `{"ok", "hung", "first_at", "last_at", "recording", "arrivals", "ok_by_path"}` (times from
   `time.monotonic()`, which on Linux is one clock shared by every process on the machine);
 - `POST /_sink/reset`: zero the counters and drop recorded arrivals;
 - `POST /_sink/record/on` and `/_sink/record/off`: start/stop timestamping each answered request with its body;
@@ -49,6 +49,7 @@ class SinkState:
     last_at: float | None = None
     recording: bool = False
     arrivals: list[tuple[float, bytes]] = field(default_factory=list)
+    ok_by_path: dict[bytes, int] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget every count and recorded arrival."""
@@ -57,6 +58,7 @@ class SinkState:
         self.first_at = None
         self.last_at = None
         self.arrivals = []
+        self.ok_by_path = {}
 
     def stats(self) -> dict[str, object]:
         """The counters as a JSON-ready mapping."""
@@ -67,6 +69,7 @@ class SinkState:
             "last_at": self.last_at,
             "recording": self.recording,
             "arrivals": len(self.arrivals),
+            "ok_by_path": {path.decode(errors="replace"): count for path, count in self.ok_by_path.items()},
         }
 
 
@@ -155,6 +158,8 @@ class SinkProtocol(asyncio.Protocol):
             return
         now = time.monotonic()
         state.ok_count += 1
+        by_path = state.ok_by_path
+        by_path[url] = by_path.get(url, 0) + 1
         if state.first_at is None:
             state.first_at = now
         state.last_at = now
