@@ -9,7 +9,7 @@ from hookline import errors
 from hookline.api.validation import absolute_http_url
 from hookline.catalogue import Catalogue, EventType, resource_name
 from hookline.config import Settings
-from hookline.domain import Deployment, NewEvent
+from hookline.domain import Deployment, NewEvent, Subscription
 
 MAX_OBJECT_ID_LENGTH = 64
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -104,4 +104,26 @@ def new_event_from(
         resource_url=resource_url,
         user_ids=_user_ids_from(fields.get("user_ids"), f"{prefix}user_ids"),
         idempotency_key=key,
+    )
+
+
+def event_for_subscription(
+    settings: Settings,
+    catalogue: Catalogue,
+    deployment: Deployment,
+    subscription: Subscription,
+    raw_object_id: object,
+) -> NewEvent:
+    """The subscription's own event for an object (what trigger and dispatch send)."""
+    object_id = object_id_from(raw_object_id if raw_object_id != "" else None, "object_id")
+    event_type = catalogue.get(subscription.event_id)
+    if event_type is None:
+        raise errors.InvalidRequest(
+            f"event_id: the subscription's event {subscription.event_id!r} is no longer in the catalogue"
+        )
+    return NewEvent(
+        deployment_id=subscription.deployment_id,
+        event_id=subscription.event_id,
+        object_id=object_id,
+        resource_url=resource_url_for(settings, deployment, event_type, object_id),
     )

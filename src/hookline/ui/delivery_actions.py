@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hookline import domain, errors
-from hookline.api.event_input import object_id_from, resource_url_for
-from hookline.api.state import AppState, app_state
+from hookline import errors
+from hookline.api.event_input import event_for_subscription
+from hookline.api.state import app_state
 from hookline.delivery import service
 from hookline.store import delivery_log
 from hookline.ui import web
@@ -35,7 +35,9 @@ async def send_test(request: Request, subscription_id: str) -> Response:
     subscription = await subscription_for(request, viewer, subscription_id, allow_deleted=False)
     back = _subscription_url(subscription.id)
     try:
-        event = _event_for(state, viewer.principal.deployment, subscription, fields.get("object_id"))
+        event = event_for_subscription(
+            state.settings, state.catalogue, viewer.principal.deployment, subscription, fields.get("object_id")
+        )
     except errors.InvalidRequest as exc:
         return web.redirect(request, back, Flash("error", f"Test not sent: {web.field_error(exc)[1]}"))
     outcome = await service.dispatch_now(
@@ -56,7 +58,9 @@ async def trigger(request: Request, subscription_id: str) -> Response:
     subscription = await subscription_for(request, viewer, subscription_id, allow_deleted=False)
     back = _subscription_url(subscription.id)
     try:
-        event = _event_for(state, viewer.principal.deployment, subscription, fields.get("object_id"))
+        event = event_for_subscription(
+            state.settings, state.catalogue, viewer.principal.deployment, subscription, fields.get("object_id")
+        )
     except errors.InvalidRequest as exc:
         return web.redirect(request, back, Flash("error", f"Event not queued: {web.field_error(exc)[1]}"))
     [stored] = await state.queue.ingest([event], state.settings.idempotency_window_seconds)
@@ -99,22 +103,6 @@ async def redeliver(request: Request, delivery_id: str) -> Response:
         request,
         back,
         Flash("success", f"Queued delivery #{new_id}, a redelivery of #{original.id}. Reload to see its attempts."),
-    )
-
-
-def _event_for(
-    state: AppState, deployment: domain.Deployment, subscription: domain.Subscription, raw_object_id: object
-) -> domain.NewEvent:
-    """The subscription's event for an object, built as the API's trigger and dispatch endpoints build it."""
-    object_id = object_id_from(raw_object_id if raw_object_id != "" else None, "object_id")
-    event_type = state.catalogue.get(subscription.event_id)
-    if event_type is None:
-        raise errors.InvalidRequest(f"event_id: the event {subscription.event_id!r} is no longer in the catalogue")
-    return domain.NewEvent(
-        deployment_id=subscription.deployment_id,
-        event_id=subscription.event_id,
-        object_id=object_id,
-        resource_url=resource_url_for(state.settings, deployment, event_type, object_id),
     )
 
 

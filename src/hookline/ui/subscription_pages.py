@@ -10,9 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hookline import domain, errors
-from hookline.api import ownership
+from hookline.api import ownership, subscription_input
 from hookline.api.state import AppState, app_state
-from hookline.api.validation import absolute_http_url
 from hookline.catalogue import EventType
 from hookline.domain import Delivery, Subscription, User
 from hookline.store import accounts, delivery_log, subscriptions
@@ -24,7 +23,6 @@ router = APIRouter(route_class=web.PanelRoute, include_in_schema=False)
 SUBSCRIPTIONS_PAGE_SIZE = 25
 DELIVERIES_PAGE_SIZE = 10
 MAX_PAGE_NUMBER = 100_000
-SECRET_MAX_LENGTH = 256  # the API's limit (routes/subscriptions.py MAX_SECRET_LENGTH)
 SHOW_CHOICES = ("all", "active")
 CONTENT_TYPE_CHOICES = (
     (domain.CONTENT_TYPE_FORM, "Form fields", "application/x-www-form-urlencoded, as Accelo sends by default"),
@@ -134,15 +132,8 @@ async def create_subscription(request: Request) -> Response:
     values, field_errors = _checked_subscription_fields(state, fields)
     if field_errors:
         return _new_form(request, viewer, values, field_errors, status_code=400)
-    subscription = domain.Subscription(
-        id=domain.new_subscription_id(),
-        deployment_id=viewer.principal.deployment.id,
-        user_id=viewer.principal.user.id,
-        event_id=values["event_id"],
-        trigger_url=values["trigger_url"],
-        content_type=values["content_type"],
-        secret=fields.get("secret") or None,
-        created_at=time.time(),
+    subscription = subscription_input.new_subscription_from(
+        fields, viewer.principal.user, state.catalogue, state.address_policy
     )
     await subscriptions.create(state.engine, subscription)
     return web.redirect(
@@ -227,26 +218,8 @@ def _checked_subscription_fields(state: AppState, fields: dict[str, str]) -> tup
         "trigger_url": fields.get("trigger_url", "").strip(),
         "content_type": fields.get("content_type", domain.CONTENT_TYPE_FORM).strip().lower(),
     }
-    field_errors: dict[str, str] = {}
-    if not values["event_id"]:
-        field_errors["event_id"] = "Choose the event to subscribe to."
-    elif values["event_id"] not in state.catalogue:
-        field_errors["event_id"] = f"Unknown event {values['event_id']!r}; choose one from the list."
-    if not values["trigger_url"]:
-        field_errors["trigger_url"] = "Enter the URL Hookline should POST to."
-    else:
-        try:
-            url = absolute_http_url(values["trigger_url"], "trigger_url")
-            refusal = state.address_policy.check_literal_url(url)
-            if refusal is not None:
-                raise errors.InvalidRequest(f"trigger_url: {refusal}")
-        except errors.InvalidRequest as exc:
-            field_errors["trigger_url"] = web.field_error(exc)[1]
-    if values["content_type"] not in domain.CONTENT_TYPES:
-        field_errors["content_type"] = "Choose form fields or JSON."
-    if len(fields.get("secret", "")) > SECRET_MAX_LENGTH:
-        field_errors["secret"] = f"The secret may be at most {SECRET_MAX_LENGTH} characters."
-    return values, field_errors
+    _, problems = subscription_input.check_subscription_fields(fields, state.catalogue, state.address_policy)
+    return values, {name: web.field_error(exc)[1] for name, exc in problems.items()}
 
 
 def _new_form(

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from hookline import domain, errors
 from hookline.api import auth, parsing, respond, views
-from hookline.api.event_input import object_id_from, resource_url_for
+from hookline.api.event_input import event_for_subscription
 from hookline.api.ownership import visible_subscription
 from hookline.api.paging import page_from
 from hookline.api.state import app_state
@@ -113,7 +113,7 @@ async def trigger_subscription(request: Request, subscription_id: str) -> Respon
     principal = await auth.authenticate(request, "write")
     state = app_state(request)
     found = await visible_subscription(state.engine, principal, subscription_id)
-    new_event = _event_for(request, principal.deployment, found, await _object_id(request))
+    new_event = await _event_for(request, principal.deployment, found)
     stored = await state.queue.ingest([new_event], state.settings.idempotency_window_seconds)
     return respond.ok(request, {"event": views.stored_event_view(stored[0])})
 
@@ -128,7 +128,7 @@ async def dispatch_subscription(request: Request, subscription_id: str) -> Respo
     principal = await auth.authenticate(request, "write")
     state = app_state(request)
     found = await visible_subscription(state.engine, principal, subscription_id)
-    new_event = _event_for(request, principal.deployment, found, await _object_id(request))
+    new_event = await _event_for(request, principal.deployment, found)
     outcome = await service.dispatch_now(
         state.queue, state.sender, state.settings, state.retry_policy, new_event, found.id
     )
@@ -140,27 +140,13 @@ async def dispatch_subscription(request: Request, subscription_id: str) -> Respo
     return respond.ok(request, result)
 
 
-async def _object_id(request: Request) -> str:
-    fields = await _fields(request)
-    value = fields.get("object_id", request.query_params.get("object_id"))
-    return object_id_from(value, "object_id")
-
-
-def _event_for(
-    request: Request, deployment: domain.Deployment, subscription: domain.Subscription, object_id: str
+async def _event_for(
+    request: Request, deployment: domain.Deployment, subscription: domain.Subscription
 ) -> domain.NewEvent:
     state = app_state(request)
-    event_type = state.catalogue.get(subscription.event_id)
-    if event_type is None:
-        raise errors.InvalidRequest(
-            f"event_id: the subscription's event {subscription.event_id!r} is no longer in the catalogue"
-        )
-    return domain.NewEvent(
-        deployment_id=subscription.deployment_id,
-        event_id=subscription.event_id,
-        object_id=object_id,
-        resource_url=resource_url_for(state.settings, deployment, event_type, object_id),
-    )
+    fields = await _fields(request)
+    raw_object_id = fields.get("object_id", request.query_params.get("object_id"))
+    return event_for_subscription(state.settings, state.catalogue, deployment, subscription, raw_object_id)
 
 
 async def _full_view(request: Request, subscription: domain.Subscription) -> dict[str, Any]:
