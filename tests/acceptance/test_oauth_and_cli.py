@@ -132,3 +132,16 @@ def test_rate_limit_headers_and_429(tmp_path: object) -> None:
         assert int(answers[3].headers["Retry-After"]) > 0
     finally:
         assert started.stop(signal.SIGTERM) == 0
+
+
+def test_a_client_can_revoke_its_token(server: Server) -> None:
+    cli(server.env, "users", "create", "--name", "Revoker", "--email", "revoker@example.com", check=False)
+    printed = cli(server.env, "apps", "create", "--name", "revoker", "--user", "revoker@example.com").stdout
+    client = (re.search(r"client_id=(\S+)", printed).group(1), re.search(r"client_secret=(\S+)", printed).group(1))  # type: ignore[union-attr]
+    token = requests.post(
+        f"{server.base_url}/oauth2/v0/token", auth=client, data={"grant_type": "client_credentials"}, timeout=10
+    ).json()["access_token"]
+    assert Api(server.base_url, token).get("/api/v0/tokeninfo").status_code == 200
+    revoked = requests.post(f"{server.base_url}/oauth2/v0/revoke", auth=client, data={"token": token}, timeout=10)
+    assert revoked.status_code == 200
+    assert Api(server.base_url, token).get("/api/v0/tokeninfo").status_code == 401

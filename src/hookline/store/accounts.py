@@ -137,6 +137,7 @@ async def create_token(
     is_admin: bool,
     expires_at: float | None,
     oauth_client_id: int | None = None,
+    purpose: str = "api",
 ) -> str:
     """Issue a bearer token for a user; returns the token itself (only its hash is stored)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -149,6 +150,7 @@ async def create_token(
                 scopes=scopes,
                 is_admin=is_admin,
                 oauth_client_id=oauth_client_id,
+                purpose=purpose,
                 expires_at=expires_at,
                 created_at=time.time(),
             )
@@ -224,3 +226,17 @@ async def get_user(engine: AsyncEngine, user_id: int) -> User | None:
     """The user with this id, or None."""
     found = await users_by_id(engine, {user_id})
     return found.get(user_id)
+
+
+async def revoke_token(
+    engine: AsyncEngine, token: str, *, oauth_client_id: int | None = None, purpose: str | None = None
+) -> bool:
+    """Revoke a token (only if it was issued to this OAuth client / for this purpose, when given)."""
+    conditions = [api_tokens.c.token_hash == hash_secret(token), api_tokens.c.revoked_at.is_(None)]
+    if oauth_client_id is not None:
+        conditions.append(api_tokens.c.oauth_client_id == oauth_client_id)
+    if purpose is not None:
+        conditions.append(api_tokens.c.purpose == purpose)
+    async with engine.begin() as conn:
+        result = await conn.execute(update(api_tokens).where(*conditions).values(revoked_at=time.time()))
+    return bool(result.rowcount)

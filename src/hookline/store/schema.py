@@ -79,6 +79,8 @@ api_tokens = Table(
     Column("scopes", String(500), nullable=False),
     Column("is_admin", Boolean, nullable=False, server_default=text("false")),
     Column("oauth_client_id", Integer, ForeignKey("oauth_clients.id"), nullable=True),
+    # "api": handed to a client; "panel": minted by the control panel for a sign-in, revoked at sign-out.
+    Column("purpose", String(16), nullable=False, server_default=text("'api'")),
     Column("expires_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
     Column("created_at", Float, nullable=False),

@@ -18,6 +18,7 @@ from hookline.ui.session import Flash
 router = APIRouter(route_class=web.PanelRoute, include_in_schema=False)
 
 DEFAULT_CLIENT_SCOPES = ("read(all)",)
+PANEL_TOKEN_PURPOSE = "panel"  # noqa: S105 (a label, not a password: tokens minted for a sign-in)
 
 
 @router.get(web.SIGN_IN_PATH)
@@ -64,9 +65,10 @@ async def sign_in(request: Request) -> Response:
 
 @router.post(f"{web.PANEL_PREFIX}/sign-out")
 async def sign_out(request: Request) -> Response:
-    """End the session: the cookie is removed."""
+    """End the session: the cookie is removed, and a token minted for this sign-in is revoked."""
     viewer = await web.current_viewer(request)
     await web.checked_form(request, viewer)
+    await accounts.revoke_token(app_state(request).engine, viewer.session.token, purpose=PANEL_TOKEN_PURPOSE)
     response = web.redirect(request, web.SIGN_IN_PATH, Flash("info", "You have signed out."))
     web.clear_cookie(response, request, panel_session.SESSION_COOKIE)
     return response
@@ -104,6 +106,7 @@ async def _token_for_client(request: Request, client_id: str, client_secret: str
         is_admin=bool(client["is_admin"]),
         expires_at=now + panel_session.SESSION_MAX_AGE_SECONDS,
         oauth_client_id=client["id"],
+        purpose=PANEL_TOKEN_PURPOSE,
     )
 
 

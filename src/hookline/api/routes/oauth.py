@@ -158,3 +158,24 @@ async def tokeninfo(request: Request) -> Response:
         "expires_in": None if principal.expires_at is None else max(0, int(principal.expires_at - time.time())),
     }
     return respond.ok(request, info)
+
+
+@router.post("/oauth2/v0/revoke", summary="Revoke a token issued to this client (RFC 7009)")
+async def revoke(request: Request) -> Response:
+    """Revoke `token` if this client was issued it; answers 200 either way, as RFC 7009 asks."""
+    try:
+        state = app_state(request)
+        fields = parsing.parse_fields(
+            await request.body(), request.headers.get("content-type"), max_bytes=MAX_TOKEN_BODY_BYTES
+        )
+        client_id, client_secret = _basic_credentials(request, fields)
+        client = await accounts.authenticate_client(state.engine, client_id, client_secret)
+        if client is None:
+            raise errors.InvalidClient("client_id: unknown client or wrong secret")
+        token_to_revoke = fields.get("token")
+        if not isinstance(token_to_revoke, str) or not token_to_revoke:
+            raise errors.InvalidRequest("token: is required")
+        await accounts.revoke_token(state.engine, token_to_revoke, oauth_client_id=client["id"])
+        return JSONResponse({}, headers={"Cache-Control": "no-store"})
+    except errors.HooklineError as exc:
+        return oauth_error(exc)
