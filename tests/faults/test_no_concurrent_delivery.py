@@ -129,6 +129,6 @@ def test_an_attempt_never_outlives_its_lease_whatever_the_settings(store: str, p
     if refused.returncode != 0:
         assert "lease_seconds" in refused.stderr + refused.stdout
         return
-    run = run_slow_deliveries(store, processes, settings, answer_seconds=(0.3, 0.75), subscriptions=8, events=15)
+    run = run_slow_deliveries(store, processes, settings, answer_seconds=(0.3, 0.75), subscriptions=24, events=10)
     print(f"\nattempts outliving their lease: {run.summary()}")
     assert run.overlaps == [], f"{run.overlaps[:3]}: {run.summary()}"
