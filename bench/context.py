@@ -18,6 +18,7 @@ class Sizes:
     sink_check_seconds: float
     throughput_events: int
     throughput_subscriptions: int
+    throughput_repeats: int
     report_batch_size: int
     latency_events_per_second: float
     latency_seconds: float
@@ -43,6 +44,7 @@ class Sizes:
             sink_check_seconds=3.0,
             throughput_events=2_000,
             throughput_subscriptions=10,
+            throughput_repeats=3,
             report_batch_size=100,
             latency_events_per_second=500.0,
             latency_seconds=10.0,
@@ -69,6 +71,7 @@ class Sizes:
             sink_check_seconds=0.5,
             throughput_events=40,
             throughput_subscriptions=5,
+            throughput_repeats=1,
             report_batch_size=20,
             latency_events_per_second=50.0,
             latency_seconds=0.5,
@@ -96,7 +99,7 @@ class RunContext:
     work_dir: Path
     sink: procs.Sink
     stores: service.StoreFactory
-    profile: bool = False
+    profile: str = ""  # "" (off), "threads" (every active thread) or "gil" (the thread holding the GIL)
     floor_deliveries_per_second: float | None = None
     deadline: float = float("inf")  # time.monotonic() by which the whole run should be done
     children: list[procs.ChildProcess] = field(default_factory=list)
@@ -111,7 +114,7 @@ class RunContext:
         """A py-spy recording of `pid` when the run profiles (--profile), else None."""
         if not self.profile:
             return None
-        profiler = Profiler(pid, self.work_dir / f"profile-{label}.txt")
+        profiler = Profiler(pid, self.work_dir / f"profile-{label}.txt", gil_only=self.profile == "gil")
         return profiler if profiler.start() else None
 
     def keep_profile(self, label: str, summary: ProfileSummary | None) -> None:

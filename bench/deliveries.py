@@ -37,6 +37,7 @@ class DeliveryRun:
     delivered: int
     seconds: float
     service_cpu_seconds: float | None
+    reporting_seconds: float | None = None  # from the first report to the last 202
 
     @property
     def per_second(self) -> float:
@@ -49,10 +50,13 @@ class DeliveryRun:
         return self.delivered >= self.expected
 
     def cpu_note(self) -> str:
-        """Service CPU per delivery, when known."""
-        if self.service_cpu_seconds is None or not self.delivered:
-            return ""
-        return f"; service {self.service_cpu_seconds * 1e6 / self.delivered:.0f} µs CPU per delivery"
+        """Service CPU per delivery and how long reporting took, when known."""
+        note = ""
+        if self.service_cpu_seconds is not None and self.delivered:
+            note += f"; service {self.service_cpu_seconds * 1e6 / self.delivered:.0f} µs CPU per delivery"
+        if self.reporting_seconds is not None:
+            note += f"; the last report's 202 came {self.reporting_seconds:.1f} s after the first was sent"
+        return note
 
 
 def _new_store(context: RunContext, kind: str) -> service.Store:
@@ -86,10 +90,29 @@ async def _with_service(
         context.stores.drop(store)
 
 
-async def _report_all(hookline: service.Hookline, session: aiohttp.ClientSession, events: int, batch: int) -> None:
+async def _report_all(hookline: service.Hookline, session: aiohttp.ClientSession, events: int, batch: int) -> float:
+    """Report the events in batches, one request after another; time.monotonic() at the last 202."""
+    answered_at = time.monotonic()
     for start in range(0, events, batch):
         object_ids = [str(object_id) for object_id in range(start, min(events, start + batch))]
-        await hookline.report_events(session, object_ids)
+        answered_at = await hookline.report_events(session, object_ids)
+    return answered_at
+
+
+async def subscribe(
+    context: RunContext,
+    hookline: service.Hookline,
+    session: aiohttp.ClientSession,
+    label: str,
+    healthy_subscriptions: int,
+    hanging_trigger_urls: list[str],
+) -> None:
+    """Create the healthy subscriptions (to the sink's /`label`) and the hanging ones."""
+    for _ in range(healthy_subscriptions):
+        await hookline.create_subscription(session, f"{context.sink.base_url}/{label}")
+    for trigger_url in hanging_trigger_urls:
+        await hookline.create_subscription(session, trigger_url)
+    hookline.healthy_subscriptions = healthy_subscriptions
 
 
 async def deliver_events(
@@ -98,16 +121,10 @@ async def deliver_events(
     session: aiohttp.ClientSession,
     label: str,
     events: int,
-    healthy_subscriptions: int,
-    hanging_trigger_urls: list[str],
 ) -> DeliveryRun:
-    """Subscribe, report `events` in batches, and wait until the sink counted every healthy delivery."""
-    for _ in range(healthy_subscriptions):
-        await hookline.create_subscription(session, f"{context.sink.base_url}/{label}")
-    for trigger_url in hanging_trigger_urls:
-        await hookline.create_subscription(session, trigger_url)
+    """Report `events` in batches and wait until the sink counted every healthy delivery (after `subscribe`)."""
     await context.sink.reset(session)
-    expected = events * healthy_subscriptions
+    expected = events * hookline.healthy_subscriptions
     profiler = context.start_profiler(hookline.child.pid, label)
     cpu_before = procs.cpu_seconds(hookline.child.pid)
     started_at = time.monotonic()
@@ -116,7 +133,7 @@ async def deliver_events(
         delivered = await context.sink.wait_for_ok_count(
             session, expected, _drain_timeout(context, expected), path=f"/{label}"
         )
-        await reporter
+        last_report_at = await reporter
     finally:
         reporter.cancel()
     cpu_after = procs.cpu_seconds(hookline.child.pid)
@@ -125,7 +142,7 @@ async def deliver_events(
     last_at = (await context.sink.stats(session))["last_at"]
     seconds = (float(last_at) if isinstance(last_at, float) else time.monotonic()) - started_at
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    return DeliveryRun(expected, delivered, seconds, cpu)
+    return DeliveryRun(expected, delivered, seconds, cpu, last_report_at - started_at)
 
 
 def throughput(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
@@ -138,8 +155,8 @@ def throughput(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
         if kind == "postgresql" and (reason := context.stores.postgres_available()) is not None:
             return [Figure.skipped(name, "deliveries/s", "1/s", target, reason)]
 
-        # The floor drifts with whatever else the machine does: measure it again right before and right after
-        # this row's own run (Hookline's start-up and subscriptions come before it), and divide by their mean.
+        # The floor drifts with whatever else the machine does, so it is measured again between the repeats:
+        # floor, load, floor, load, ... floor; each load is divided by the mean of the floors either side of it.
         floors: list[float] = []
 
         async def floor_now() -> None:
@@ -149,39 +166,44 @@ def throughput(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
             floors.append(float(measured["deliveries_per_second"]))
 
         async def work(hookline: service.Hookline, session: aiohttp.ClientSession) -> list[Figure]:
+            label = f"throughput-{kind}"
+            await subscribe(context, hookline, session, label, sizes.throughput_subscriptions, [])
+            runs: list[DeliveryRun] = []
+            ratios: list[float] = []
             await floor_now()
-            run = await deliver_events(
-                context,
-                hookline,
-                session,
-                f"throughput-{kind}",
-                sizes.throughput_events,
-                sizes.throughput_subscriptions,
-                [],
-            )
-            await floor_now()
-            floor = statistics.fmean(floors)
-            ratio = ratio_of(run.per_second, floor)
+            for _ in range(sizes.throughput_repeats):
+                run = await deliver_events(context, hookline, session, label, sizes.throughput_events)
+                runs.append(run)
+                await floor_now()
+                if run.complete:
+                    ratios.append(run.per_second / statistics.fmean(floors[-2:]))
+            complete = all(run.complete for run in runs)
+            typical = sorted(runs, key=lambda run: run.per_second)[len(runs) // 2]
+            ratio = statistics.median(ratios) if complete else None
             note = (
                 f"{sizes.throughput_events:,} events x {sizes.throughput_subscriptions} subscriptions, reported in "
-                f"batches of {sizes.report_batch_size}; {run.delivered:,}/{run.expected:,} arrived in "
-                f"{run.seconds:.1f} s{run.cpu_note()}; floor = mean of runs just before and after "
-                f"({floors[0]:,.0f}, {floors[1]:,.0f})"
+                f"batches of {sizes.report_batch_size}, {len(runs)} time(s) between floor runs; median run: "
+                f"{typical.delivered:,}/{typical.expected:,} arrived in {typical.seconds:.1f} s{typical.cpu_note()}; "
+                f"ratios {', '.join(f'{value:.2f}' for value in ratios)}; "
+                f"floors {', '.join(f'{value:,.0f}' for value in floors)}"
             )
-            if context.floor_deliveries_per_second:
-                note += f" ({run.per_second / context.floor_deliveries_per_second:.2f} x the run's median floor)"
+            context.details[f"throughput_{kind}"] = {
+                "deliveries_per_second": [run.per_second for run in runs],
+                "floors": floors,
+                "ratios": ratios,
+            }
             return [
                 Figure(
                     name,
                     "deliveries/s",
-                    run.per_second if run.complete else None,
+                    statistics.median(run.per_second for run in runs) if complete else None,
                     "1/s",
-                    baseline=floor,
+                    baseline=statistics.median(floors),
                     baseline_name="floor",
-                    ratio=ratio if run.complete else None,
+                    ratio=ratio,
                     target=target,
-                    passed=at_least(ratio, THROUGHPUT_TARGETS[kind]) if run.complete else False,
-                    note=note if run.complete else "INCOMPLETE: " + note,
+                    passed=at_least(ratio, THROUGHPUT_TARGETS[kind]) if complete else False,
+                    note=note if complete else "INCOMPLETE: " + note,
                 )
             ]
 
@@ -341,18 +363,16 @@ async def isolation(context: RunContext) -> list[Figure]:
     deadline_env = {"HOOKLINE_DELIVERY_TIMEOUT_SECONDS": str(sizes.isolation_timeout_seconds)}
 
     async def without_hanging(hookline: service.Hookline, session: aiohttp.ClientSession) -> DeliveryRun:
-        return await deliver_events(
-            context, hookline, session, "isolation-baseline", sizes.isolation_events, healthy, []
-        )
+        await subscribe(context, hookline, session, "isolation-baseline", healthy, [])
+        return await deliver_events(context, hookline, session, "isolation-baseline", sizes.isolation_events)
 
     hang_sink = procs.start_sink(context.work_dir, mode="hang", name="hang-sink")
     context.adopt(hang_sink.child)
     hanging_urls = [f"{hang_sink.base_url}/hang/{index}" for index in range(hanging)]
 
     async def with_hanging(hookline: service.Hookline, session: aiohttp.ClientSession) -> DeliveryRun:
-        return await deliver_events(
-            context, hookline, session, "isolation-hanging", sizes.isolation_events, healthy, hanging_urls
-        )
+        await subscribe(context, hookline, session, "isolation-hanging", healthy, hanging_urls)
+        return await deliver_events(context, hookline, session, "isolation-hanging", sizes.isolation_events)
 
     runs: dict[str, DeliveryRun] = {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -95,6 +96,47 @@ def cpu_seconds(pid: int) -> float | None:
     fields = text.rpartition(")")[2].split()  # after the command name, which may contain spaces
     user_ticks, system_ticks = int(fields[11]), int(fields[12])
     return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process and by its children that have been waited for."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@dataclass
+class ForeignLoad:
+    """Measures how many cores processes outside this run kept busy (other people's work skews every figure)."""
+
+    live_children: list[int]
+    started_wall: float = 0.0
+    started_busy: float = 0.0
+    started_own: float = 0.0
+
+    def _own(self) -> float:
+        return own_cpu_seconds() + sum(cpu_seconds(pid) or 0.0 for pid in self.live_children)
+
+    def start(self) -> None:
+        """Take the first reading."""
+        self.started_wall = time.monotonic()
+        self.started_busy = machine_busy_seconds()
+        self.started_own = self._own()
+
+    def cores(self) -> float:
+        """Average cores busy with other processes since start() (call after this run's children were reaped)."""
+        wall = time.monotonic() - self.started_wall
+        if wall <= 0:
+            return 0.0
+        foreign = (machine_busy_seconds() - self.started_busy) - (self._own() - self.started_own)
+        return max(0.0, foreign / wall)
 
 
 def python_executable() -> str:

@@ -72,13 +72,14 @@ def summarise_collapsed(path: Path, top: int = TOP_ENTRIES) -> ProfileSummary:
 class Profiler:
     """py-spy recording one process from start() until stop()."""
 
-    def __init__(self, pid: int, output_path: Path) -> None:
+    def __init__(self, pid: int, output_path: Path, gil_only: bool = False) -> None:
         self._pid = pid
         self._output_path = output_path
+        self._gil_only = gil_only
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> bool:
-        """Begin sampling (non-blocking, 200 Hz, native frames off); False when py-spy is not installed."""
+        """Begin sampling (non-blocking, 200 Hz; only the GIL holder when gil_only); False without py-spy."""
         executable = py_spy_executable()
         if executable is None:
             return False
@@ -97,6 +98,7 @@ class Profiler:
                     "--output",
                     str(self._output_path),
                     "--nonblocking",
+                    *(["--gil"] if self._gil_only else []),
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

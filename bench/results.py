@@ -169,3 +169,15 @@ def render_table(report: RunReport, console: Console | None = None) -> None:
         f"run took {report.duration_seconds:.0f} s; "
         f"load average {machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end')} at end"
     )
+    loads = {
+        key.removesuffix("_other_load_cores"): value
+        for key, value in report.details.items()
+        if key.endswith("_other_load_cores") and isinstance(value, float | int)
+    }
+    if "other_load_cores" in report.details:
+        busiest = max(loads.items(), key=lambda item: item[1]) if loads else None
+        console.print(
+            f"other processes kept {report.details['other_load_cores']} cores busy on average during the run"
+            + (f" (most during {busiest[0]}: {busiest[1]} cores)" if busiest else "")
+            + "; figures are only comparable between runs on a quiet machine"
+        )

@@ -124,6 +124,10 @@ class StoreFactory:
         if "postgresql" in kinds and "postgresql" not in self._preparing and self.postgres_available() is None:
             self._preparing["postgresql"] = self._executor.submit(self._prepare_postgres_template)
 
+    def wait_prepared(self) -> None:
+        """Block until the templates being prepared are ready (or failed: the benchmark needing one will say)."""
+        concurrent.futures.wait(list(self._preparing.values()), timeout=4 * CLI_TIMEOUT_SECONDS)
+
     def _prepare_sqlite_template(self) -> Store:
         url = f"sqlite:///{self.work_dir / 'template.db'}"
         return Store("sqlite", url, prepare_store(url))
@@ -215,6 +219,7 @@ class Hookline:
     child: procs.ChildProcess
     port: int
     token: str
+    healthy_subscriptions: int = 0  # how many subscriptions a benchmark pointed at the sink
 
     @property
     def base_url(self) -> str:
