@@ -119,6 +119,7 @@ def start_server(env: dict[str, str], *extra_args: str) -> Server:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
+            server.stop()
             raise AssertionError(f"hookline serve exited with {server.process.returncode}:\n{server.output}")
         try:
             if requests.get(f"{base_url}/openapi.json", timeout=1).status_code == 200:

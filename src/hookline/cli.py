@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hookline import bootstrap, errors, runtime
 from hookline.config import CONFIG_FILE_ENV, Settings
 from hookline.domain import NewEvent
-from hookline.store import accounts, database, delivery_log, subscriptions
+from hookline.store import accounts, database, delivery_log, subscriptions, urls
 from hookline.store.queue import FailurePolicy
 from hookline.store.queues import open_queue
+from hookline.store.sqlite_queue import DispatcherAlreadyRunning, acquire_dispatcher_lock
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ app.add_typer(deployments_app, name="deployments")
 
 # Wide when not on a terminal, so that ids piped to scripts and logs are never folded.
 out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 DatabaseOption = Annotated[
     str | None, typer.Option("--database-url", help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
@@ -108,6 +109,8 @@ def serve(
     from hookline.api.app import create_app
 
     settings = load_settings(config, host=host, port=port, database_url=database_url)
+    if dispatcher and urls.is_sqlite(settings.database_url):
+        _refuse_second_sqlite_dispatcher(settings)
     runtime.ensure_migrated(settings)
     first = _run(bootstrap.bootstrap_if_empty, settings)
     base = settings.base_url
@@ -136,6 +139,16 @@ def serve(
         http="httptools",
         timeout_graceful_shutdown=int(settings.delivery_timeout_seconds) + 5,
     )
+
+
+def _refuse_second_sqlite_dispatcher(settings: Settings) -> None:
+    """Fail fast, before printing anything else, when another process already dispatches from this SQLite file."""
+    try:
+        with acquire_dispatcher_lock(urls.sqlite_path(settings.database_url)):
+            pass  # free now; the process takes it for good when it starts (a racing start still fails there)
+    except DispatcherAlreadyRunning as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
 
 
 def _exit_quietly_after_graceful_shutdown() -> None:

@@ -170,11 +170,6 @@ def test_sqlite_refuses_a_second_dispatcher_process(sqlite_url: str, hook_receiv
         assert connection.execute("SELECT state FROM deliveries").fetchall() == [("succeeded",)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second `hookline serve` on a busy SQLite file fails in uvicorn's lifespan: it first prints "
-    "'Hookline listening on ...', then a traceback, and exits 3 (cli.serve should check the lock first)",
-)
 def test_a_second_serve_on_sqlite_refuses_clearly(sqlite_url: str) -> None:
     env = hookline_env(sqlite_url)
     first = start_server(env)

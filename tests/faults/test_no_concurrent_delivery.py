@@ -115,11 +115,6 @@ def test_two_workers_never_send_one_delivery_at_the_same_time(store: str, proces
     assert run.handed_over > 0, f"no lease changed hands, so nothing was shown: {run.summary()}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dispatcher.py lets a parked delivery start up to lease_seconds/2 after its claim, so when "
-    "delivery_timeout_seconds > lease_seconds/2 an attempt can outlive its lease and overlap the next owner's",
-)
 @pytest.mark.timeout(120)
 def test_an_attempt_never_outlives_its_lease_whatever_the_settings(store: str, processes: Processes) -> None:
     # Valid settings today: a delivery may take 0.9 s, the lease lasts 1 s. Either they are refused, or

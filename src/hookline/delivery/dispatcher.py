@@ -78,10 +78,9 @@ class Dispatcher:
         self._buffer_limit = BUFFER_PER_IN_FLIGHT * settings.max_in_flight
         self._refill_at_free = max(1, min(settings.claim_batch_size, self._buffer_limit // 2))
         self._parked_limit = PARKED_PER_BUFFER * self._buffer_limit
-        # The latest moment after its claim that a delivery may still start: its attempt must end inside the lease.
-        self._start_within_seconds = max(
-            settings.lease_seconds - settings.delivery_timeout_seconds, settings.lease_seconds / 2
-        )
+        # The latest moment after its claim that a delivery may still start: its attempt must end inside the
+        # lease, or another worker could claim and send it while it is still in flight (Settings keep this > 0).
+        self._start_within_seconds = settings.lease_seconds - settings.delivery_timeout_seconds
 
         self._ready: collections.deque[_Claimed] = collections.deque()
         self._slots_taken: dict[str, int] = {}  # per subscription: deliveries ready or in flight
@@ -149,6 +148,7 @@ class Dispatcher:
             work_signal = self.queue.work_available
             work_signal.clear()  # before claiming: an ingest committed during the claim must wake the next round
             limit = min(self.settings.claim_batch_size, free)
+            claimed_at = self._monotonic()  # before the query: the lease starts (database clock) once it is sent
             try:
                 batch = await self.queue.claim(
                     self.owner, limit, self.settings.lease_seconds, self._busy_subscriptions()
@@ -157,7 +157,6 @@ class Dispatcher:
                 logger.exception("claiming deliveries failed; trying again in %s s", CLAIM_ERROR_BACKOFF_SECONDS)
                 await self._wait_for_wake(CLAIM_ERROR_BACKOFF_SECONDS, include_new_work=False)
                 continue
-            claimed_at = self._monotonic()
             for claimed in batch:
                 self._take(claimed, claimed_at)
             if len(batch) == limit:
