@@ -50,16 +50,8 @@ def create_app(settings: Settings, *, with_dispatcher: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.running(settings, with_dispatcher=with_dispatcher) as running:
-            app.state.hookline = AppState(
-                settings=running.settings,
-                catalogue=running.catalogue,
-                engine=running.engine,
-                queue=running.queue,
-                sender=running.sender,
-                address_policy=running.address_policy,
-                retry_policy=running.retry_policy,
-                rate_limiter=RateLimiter(settings.rate_limit_per_hour) if settings.rate_limit_per_hour else None,
-            )
+            limiter = RateLimiter(settings.rate_limit_per_hour) if settings.rate_limit_per_hour else None
+            app.state.hookline = AppState.serving(running, limiter)
             yield
 
     app = FastAPI(

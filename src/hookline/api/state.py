@@ -1,33 +1,27 @@
-"""What every request handler needs: settings, the engine, the queue, the sender."""
+"""What every request handler needs: the process's runtime (settings, engine, queue, sender...) and the rate limiter."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from hookline.api.rate_limit import RateLimiter
-from hookline.catalogue import Catalogue
-from hookline.config import Settings
-from hookline.delivery.retry import RetryPolicy
-from hookline.delivery.sender import Sender
-from hookline.delivery.ssrf import AddressPolicy
-from hookline.store.queue import DeliveryQueue
+from hookline.runtime import Runtime
 
 
 @dataclass
-class AppState:
+class AppState(Runtime):
     """The long-lived parts of a running API process."""
 
-    settings: Settings
-    catalogue: Catalogue
-    engine: AsyncEngine
-    queue: DeliveryQueue
-    sender: Sender
-    address_policy: AddressPolicy
-    retry_policy: RetryPolicy
     rate_limiter: RateLimiter | None = None
+
+    @classmethod
+    def serving(cls, running: Runtime, rate_limiter: RateLimiter | None) -> AppState:
+        """The API's view of a started runtime."""
+        parts = {field.name: getattr(running, field.name) for field in dataclasses.fields(Runtime)}
+        return cls(**parts, rate_limiter=rate_limiter)
 
 
 def app_state(request: Request) -> AppState:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hookline import errors
+from hookline import domain, errors
 from hookline.api.event_input import event_for_subscription
 from hookline.api.state import app_state
 from hookline.delivery import service
@@ -25,9 +27,17 @@ def _subscription_url(subscription_id: str) -> str:
     return f"{web.PANEL_PREFIX}/subscriptions/{subscription_id}"
 
 
-@router.post(f"{web.PANEL_PREFIX}/subscriptions/{{subscription_id}}/test")
-async def send_test(request: Request, subscription_id: str) -> Response:
-    """Deliver the subscription's event for an object id now, to this subscription alone, and show the answer."""
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A subscription a button acts on, the page to go back to, and its event for the form's object id."""
+
+    subscription: domain.Subscription
+    back: str
+    event: domain.NewEvent | None
+    problem: str
+
+
+async def _target(request: Request, subscription_id: str) -> _Target:
     viewer = await web.current_viewer(request)
     fields = await web.checked_form(request, viewer)
     web.require_write(viewer)
@@ -39,35 +49,37 @@ async def send_test(request: Request, subscription_id: str) -> Response:
             state.settings, state.catalogue, viewer.principal.deployment, subscription, fields.get("object_id")
         )
     except errors.InvalidRequest as exc:
-        return web.redirect(request, back, Flash("error", f"Test not sent: {web.field_error(exc)[1]}"))
+        return _Target(subscription, back, None, web.field_error(exc)[1])
+    return _Target(subscription, back, event, "")
+
+
+@router.post(f"{web.PANEL_PREFIX}/subscriptions/{{subscription_id}}/test")
+async def send_test(request: Request, subscription_id: str) -> Response:
+    """Deliver the subscription's event for an object id now, to this subscription alone, and show the answer."""
+    target = await _target(request, subscription_id)
+    if target.event is None:
+        return web.redirect(request, target.back, Flash("error", f"Test not sent: {target.problem}"))
+    state = app_state(request)
     outcome = await service.dispatch_now(
-        state.queue, state.sender, state.settings, state.retry_policy, event, subscription.id
+        state.queue, state.sender, state.settings, state.retry_policy, target.event, target.subscription.id
     )
     if outcome is None:
-        return web.redirect(request, back, Flash("error", "Test not sent: the subscription no longer exists."))
-    return web.redirect(request, back, _test_flash(outcome, event.object_id))
+        return web.redirect(request, target.back, Flash("error", "Test not sent: the subscription no longer exists."))
+    return web.redirect(request, target.back, _test_flash(outcome, target.event.object_id))
 
 
 @router.post(f"{web.PANEL_PREFIX}/subscriptions/{{subscription_id}}/trigger")
 async def trigger(request: Request, subscription_id: str) -> Response:
     """Queue the subscription's event for an object id, as the API's trigger does (every matching subscription)."""
-    viewer = await web.current_viewer(request)
-    fields = await web.checked_form(request, viewer)
-    web.require_write(viewer)
+    target = await _target(request, subscription_id)
+    if target.event is None:
+        return web.redirect(request, target.back, Flash("error", f"Event not queued: {target.problem}"))
     state = app_state(request)
-    subscription = await subscription_for(request, viewer, subscription_id, allow_deleted=False)
-    back = _subscription_url(subscription.id)
-    try:
-        event = event_for_subscription(
-            state.settings, state.catalogue, viewer.principal.deployment, subscription, fields.get("object_id")
-        )
-    except errors.InvalidRequest as exc:
-        return web.redirect(request, back, Flash("error", f"Event not queued: {web.field_error(exc)[1]}"))
-    [stored] = await state.queue.ingest([event], state.settings.idempotency_window_seconds)
+    [stored] = await state.queue.ingest([target.event], state.settings.idempotency_window_seconds)
     plural = "delivery" if stored.deliveries == 1 else "deliveries"
     return web.redirect(
         request,
-        back,
+        target.back,
         Flash(
             "success",
             f"Queued event #{stored.id} ({stored.event_id}, object {stored.object_id}): {stored.deliveries} "
