@@ -25,6 +25,14 @@ class CreateSubscription(BaseModel):
     secret: str | None = None
 
 
+class ReportEvent(BaseModel):
+    """The one-event body Hookline's events endpoint accepts as JSON."""
+
+    event_id: str
+    object_id: str
+    resource_url: str | None = None
+
+
 def _subscription(number: int, trigger_url: str, event_id: str, content_type: str) -> dict[str, object]:
     return {
         "subscription_id": f"{number:024x}",
@@ -39,7 +47,7 @@ def _subscription(number: int, trigger_url: str, event_id: str, content_type: st
 
 
 def create_app() -> FastAPI:
-    """The bare app: POST and GET /bare/subscriptions."""
+    """The bare app: POST and GET /bare/subscriptions, POST /bare/events."""
     app = FastAPI()
     listed = [
         _subscription(number, "http://127.0.0.1:9/hook", "assign_task", "application/json")
@@ -53,6 +61,13 @@ def create_app() -> FastAPI:
         return {
             "meta": {"status": "ok_created", "message": "A resource was successfully created.", "more_info": ""},
             "response": {"subscription": {**subscription, "user": user}},
+        }
+
+    @app.post("/bare/events", status_code=202)
+    async def report(body: ReportEvent) -> dict[str, object]:
+        return {
+            "meta": {"status": "ok", "message": "Everything executed as expected.", "more_info": ""},
+            "response": {"event": {"event_id": body.event_id, "object_id": body.object_id, "deliveries": 0}},
         }
 
     @app.get("/bare/subscriptions")

@@ -23,7 +23,6 @@ class Sizes:
     latency_events_per_second: float
     latency_seconds: float
     latency_warmup_seconds: float
-    latency_batch_size: int
     latency_subscriptions: int
     isolation_events: int
     isolation_subscriptions: int
@@ -49,7 +48,6 @@ class Sizes:
             latency_events_per_second=500.0,
             latency_seconds=10.0,
             latency_warmup_seconds=1.0,
-            latency_batch_size=5,
             latency_subscriptions=10,
             isolation_events=2_000,
             isolation_subscriptions=10,
@@ -76,7 +74,6 @@ class Sizes:
             latency_events_per_second=50.0,
             latency_seconds=0.5,
             latency_warmup_seconds=0.2,
-            latency_batch_size=5,
             latency_subscriptions=2,
             isolation_events=40,
             isolation_subscriptions=10,

@@ -254,12 +254,14 @@ async def _offered_load(
     return late
 
 
-def latency(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
-    """The latency benchmark for one store kind: 202 to arrival at a fixed offered rate."""
+def latency(kind: str, batch_size: int) -> Callable[[RunContext], Awaitable[list[Figure]]]:
+    """The latency benchmark for one store kind: 202 to arrival at a fixed offered rate, `batch_size` a request."""
 
     async def measure(context: RunContext) -> list[Figure]:
         sizes = context.sizes
         name = f"latency ({STORE_NAMES[kind]})"
+        if batch_size > 1:
+            name = f"latency ({STORE_NAMES[kind]}, {batch_size} events a request)"
         p50_target, p99_target = LATENCY_TARGETS_MS[kind]
         if kind == "postgresql" and (reason := context.stores.postgres_available()) is not None:
             return [
@@ -268,7 +270,6 @@ def latency(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
             ]
         rate = sizes.latency_events_per_second
         subscriptions = sizes.latency_subscriptions
-        batch_size = sizes.latency_batch_size
 
         async def work(hookline: service.Hookline, session: aiohttp.ClientSession) -> list[Figure]:
             path = f"/latency-{kind}"
@@ -320,12 +321,12 @@ def latency(kind: str) -> Callable[[RunContext], Awaitable[list[Figure]]]:
             worst = latencies_ms[-1]
             note = (
                 f"{rate:g} events/s x {subscriptions} subscriptions for {sizes.latency_seconds:g} s "
-                f"({rate * subscriptions:,.0f} deliveries/s offered), reported {batch_size} per request every "
+                f"({rate * subscriptions:,.0f} deliveries/s offered), {batch_size} event(s) a request, one every "
                 f"{1000 * batch_size / rate:g} ms; {delivered:,}/{expected:,} arrived; {before_202} arrived before "
                 f"their 202 was read; {late} requests sent > 5 ms late"
                 + (f"; {missing:,} never arrived (counted at {LATENCY_SETTLE_TIMEOUT_SECONDS:g} s+)" if missing else "")
             )
-            context.details[f"latency_{kind}_ms"] = {
+            context.details[f"latency_{kind}_batch_{batch_size}_ms"] = {
                 "p50": p50,
                 "p90": percentile(latencies_ms, 0.90),
                 "p99": p99,

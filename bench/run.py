@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shlex
 import shutil
@@ -33,11 +34,16 @@ DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_ENV = "HOOKLINE_BENCH_POSTGRES_URL"
 
 STORE_MARKERS: dict[str, Callable[[str], bool]] = {
-    "sqlite": lambda name: name not in ("floor", "sink") and not name.endswith("-postgres"),
-    "postgresql": lambda name: name.endswith("-postgres"),
+    "sqlite": lambda name: name not in ("floor", "sink") and "-postgres" not in name,
+    "postgresql": lambda name: "-postgres" in name,
 }
+LATENCY_BATCH_SIZE = 5  # the batched latency rows: 5 events a request, 100 requests/s
 RUN_BUDGET_SECONDS = {"full": 560.0, "quick": 25.0}
-QUICK_SKIPS = {"latency-postgres": "--quick runs PostgreSQL in the throughput row only"}
+QUICK_SKIPS = {
+    "latency-postgres": "--quick runs PostgreSQL in the throughput row only",
+    "latency-postgres-batched": "--quick runs PostgreSQL in the throughput row only",
+    "latency-sqlite-batched": "--quick runs the single-event latency row only",
+}
 
 Benchmark = Callable[[RunContext], Awaitable[list[Figure]]]
 
@@ -49,8 +55,10 @@ def benchmarks() -> dict[str, Benchmark]:
         "sink": baselines.check_sink_capacity,
         "throughput-sqlite": deliveries.throughput("sqlite"),
         "throughput-postgres": deliveries.throughput("postgresql"),
-        "latency-sqlite": deliveries.latency("sqlite"),
-        "latency-postgres": deliveries.latency("postgresql"),
+        "latency-sqlite": deliveries.latency("sqlite", 1),
+        "latency-postgres": deliveries.latency("postgresql", 1),
+        "latency-sqlite-batched": deliveries.latency("sqlite", LATENCY_BATCH_SIZE),
+        "latency-postgres-batched": deliveries.latency("postgresql", LATENCY_BATCH_SIZE),
         "isolation": deliveries.isolation,
         "api": api.api,
         "backlog": backlog.backlog,  # last: its drain takes whatever is left of the run's time budget
@@ -135,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=("threads", "gil"),
         help="sample the Hookline process with py-spy: every active thread, or only the one holding the GIL",
     )
+    parser.add_argument(
+        "--latency-rate", type=float, default=None, help="offered events/s for the latency rows (default: 500)"
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.only.split(",") if name.strip()] or all_names
     unknown = [name for name in names if name not in all_names]
@@ -143,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if "floor" not in names and any(name != "sink" for name in names):
         names.insert(0, "floor")  # every delivery figure is a ratio to the floor measured in the same run
     sizes = Sizes.quick() if args.quick else Sizes.full()
+    if args.latency_rate is not None:
+        sizes = dataclasses.replace(sizes, latency_events_per_second=args.latency_rate)
     try:
         import uvloop
 
