@@ -96,7 +96,7 @@ class RunContext:
     work_dir: Path
     sink: procs.Sink
     stores: service.StoreFactory
-    profile: str = ""  # "" (off), "threads" (every active thread) or "gil" (the thread holding the GIL)
+    profile: str = ""  # "" (off), "threads" (active threads), "gil" (the GIL holder) or "idle" (idle ones too)
     floor_deliveries_per_second: float | None = None
     deadline: float = float("inf")  # time.monotonic() by which the whole run should be done
     children: list[procs.ChildProcess] = field(default_factory=list)
@@ -111,7 +111,7 @@ class RunContext:
         """A py-spy recording of `pid` when the run profiles (--profile), else None."""
         if not self.profile:
             return None
-        profiler = Profiler(pid, self.work_dir / f"profile-{label}.txt", gil_only=self.profile == "gil")
+        profiler = Profiler(pid, self.work_dir / f"profile-{label}.txt", mode=self.profile)
         return profiler if profiler.start() else None
 
     def keep_profile(self, label: str, summary: ProfileSummary | None) -> None:

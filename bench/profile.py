@@ -72,14 +72,14 @@ def summarise_collapsed(path: Path, top: int = TOP_ENTRIES) -> ProfileSummary:
 class Profiler:
     """py-spy recording one process from start() until stop()."""
 
-    def __init__(self, pid: int, output_path: Path, gil_only: bool = False) -> None:
+    def __init__(self, pid: int, output_path: Path, mode: str = "threads") -> None:
         self._pid = pid
         self._output_path = output_path
-        self._gil_only = gil_only
+        self._mode = mode  # "threads": active threads; "gil": the GIL holder only; "idle": idle threads too
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> bool:
-        """Begin sampling (non-blocking, 200 Hz; only the GIL holder when gil_only); False without py-spy."""
+        """Begin sampling (non-blocking, 200 Hz, threads as the mode says); False without py-spy."""
         executable = py_spy_executable()
         if executable is None:
             return False
@@ -98,7 +98,7 @@ class Profiler:
                     "--output",
                     str(self._output_path),
                     "--nonblocking",
-                    *(["--gil"] if self._gil_only else []),
+                    *({"gil": ["--gil"], "idle": ["--idle"]}.get(self._mode, [])),
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

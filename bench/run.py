@@ -140,13 +140,25 @@ def main(argv: list[str] | None = None) -> int:
         nargs="?",
         const="threads",
         default="",
-        choices=("threads", "gil"),
-        help="sample the Hookline process with py-spy: every active thread, or only the one holding the GIL",
+        choices=("threads", "gil", "idle"),
+        help="sample the Hookline process with py-spy: active threads, the GIL holder only, or idle threads too",
     )
     parser.add_argument(
         "--latency-rate", type=float, default=None, help="offered events/s for the latency rows (default: 500)"
     )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="HOOKLINE_NAME=VALUE",
+        help="a setting for every Hookline process of the run (repeatable), e.g. HOOKLINE_CLAIM_BATCH_SIZE=500",
+    )
     args = parser.parse_args(argv)
+    for assignment in args.service_env:
+        key, separator, value = assignment.partition("=")
+        if not separator or not key.startswith("HOOKLINE_"):
+            parser.error(f"--service-env wants HOOKLINE_NAME=VALUE, got {assignment!r}")
+        service.SERVICE_ENV[key] = value
     names = [name.strip() for name in args.only.split(",") if name.strip()] or all_names
     unknown = [name for name in names if name not in all_names]
     if unknown:
