@@ -181,3 +181,40 @@ def render_table(report: RunReport, console: Console | None = None) -> None:
             + (f" (most during {busiest[0]}: {busiest[1]} cores)" if busiest else "")
             + "; figures are only comparable between runs on a quiet machine"
         )
+
+
+def render_markdown(report: dict[str, object]) -> str:
+    """A written report (the JSON's content) as a Markdown table plus the machine line, for the README."""
+    lines = [
+        "| benchmark | metric | value | baseline | ratio | target | ok | note |",
+        "|---|---|---:|---:|---:|---|:-:|---|",
+    ]
+    figures = report.get("figures", [])
+    assert isinstance(figures, list)
+    for figure in figures:
+        unit = figure["unit"]
+        value = _format_number(figure["value"], unit)
+        baseline = figure["baseline"]
+        baseline_text = f"{_format_number(baseline, unit)} ({figure['baseline_name']})" if baseline is not None else ""
+        ratio = "" if figure["ratio"] is None else f"{figure['ratio']:.2f}"
+        verdict = {True: "yes", False: "**no**", None: ""}[figure["passed"]]
+        note = str(figure["note"]).replace("|", "/")
+        lines.append(
+            f"| {figure['benchmark']} | {figure['metric']} | {value} {unit} | {baseline_text} | {ratio} | "
+            f"{figure['target']} | {verdict} | {note} |"
+        )
+    machine = report.get("machine", {})
+    details = report.get("details", {})
+    assert isinstance(machine, dict)
+    assert isinstance(details, dict)
+    duration = report.get("duration_seconds", 0.0)
+    assert isinstance(duration, float | int)
+    lines.append("")
+    lines.append(
+        f"Machine: {machine.get('cpu_model')}, {machine.get('usable_cpus')} usable CPUs, "
+        f"{int(machine.get('memory_bytes') or 0) / 1e9:.1f} GB, Python {machine.get('python')}, "
+        f"commit {machine.get('git_commit')}, {report.get('started_at')}; the run took {duration:.0f} s; "
+        f"other processes kept {details.get('other_load_cores')} cores busy on average. "
+        f"Command: `{report.get('command')}`."
+    )
+    return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -27,7 +28,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` impo
 
 from bench import api, backlog, baselines, deliveries, procs, service
 from bench.context import RunContext, Sizes
-from bench.results import Figure, RunReport, render_table
+from bench.results import Figure, RunReport, render_markdown, render_table
 
 DEFAULT_OUTPUT = procs.BENCH_DIR / "results" / "latest.json"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -153,7 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="HOOKLINE_NAME=VALUE",
         help="a setting for every Hookline process of the run (repeatable), e.g. HOOKLINE_CLAIM_BATCH_SIZE=500",
     )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        metavar="REPORT_JSON",
+        help="print a written report (e.g. bench/results/latest.json) as a Markdown table, and run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(render_markdown(json.loads(args.markdown.read_text(encoding="utf-8"))), end="")
+        return 0
     for assignment in args.service_env:
         key, separator, value = assignment.partition("=")
         if not separator or not key.startswith("HOOKLINE_"):
