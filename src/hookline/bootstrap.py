@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from hookline.store import accounts
+from hookline.store.database import Database
 
 DEFAULT_DEPLOYMENT_SLUG = "default"
 DEFAULT_DEPLOYMENT_NAME = "Default deployment"
@@ -24,11 +23,11 @@ class Bootstrapped:
     admin_token: str
 
 
-async def bootstrap_if_empty(engine: AsyncEngine) -> Bootstrapped | None:
+async def bootstrap_if_empty(db: Database) -> Bootstrapped | None:
     """Create the default deployment, its admin and an admin token when the store has no deployment yet."""
-    if await accounts.count_deployments(engine) > 0:
+    if await accounts.count_deployments(db) > 0:
         return None
-    deployment = await accounts.create_deployment(engine, DEFAULT_DEPLOYMENT_SLUG, DEFAULT_DEPLOYMENT_NAME)
-    admin = await accounts.create_user(engine, deployment.id, ADMIN_NAME, ADMIN_EMAIL)
-    token = await accounts.create_token(engine, admin, scopes=ADMIN_SCOPES, is_admin=True, expires_at=None)
+    deployment = await accounts.create_deployment(db, DEFAULT_DEPLOYMENT_SLUG, DEFAULT_DEPLOYMENT_NAME)
+    admin = await accounts.create_user(db, deployment.id, ADMIN_NAME, ADMIN_EMAIL)
+    token = await accounts.create_token(db, admin, scopes=ADMIN_SCOPES, is_admin=True, expires_at=None)
     return Bootstrapped(deployment.slug, admin.email, token)

@@ -15,12 +15,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import bootstrap, errors, runtime
 from hookline.config import CONFIG_FILE_ENV, Settings
 from hookline.domain import NewEvent
-from hookline.store import accounts, database, delivery_log, subscriptions, urls
+from hookline.store import accounts, delivery_log, subscriptions, urls
+from hookline.store.database import Database
 from hookline.store.queue import FailurePolicy
 from hookline.store.queues import open_queue
 from hookline.store.sqlite_queue import DispatcherAlreadyRunning, acquire_dispatcher_lock
@@ -64,13 +64,13 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _run(work: Callable[[AsyncEngine], Awaitable[T]], settings: Settings) -> T:
+def _run(work: Callable[[Database], Awaitable[T]], settings: Settings) -> T:
     async def wrapped() -> T:
-        engine = database.create_engine(settings.database_url)
+        db = Database(settings.database_url)
         try:
-            return await work(engine)
+            return await work(db)
         finally:
-            await engine.dispose()
+            await db.dispose()
 
     try:
         runtime.ensure_migrated(settings)
@@ -80,16 +80,16 @@ def _run(work: Callable[[AsyncEngine], Awaitable[T]], settings: Settings) -> T:
         raise typer.Exit(1) from None
 
 
-async def _deployment(engine: AsyncEngine, slug: str) -> Any:
-    found = await accounts.get_deployment(engine, slug)
+async def _deployment(db: Database, slug: str) -> Any:
+    found = await accounts.get_deployment(db, slug)
     if found is None:
         raise errors.InvalidRequest(f"deployment: no deployment {slug!r} (hookline deployments create {slug})")
     return found
 
 
-async def _user(engine: AsyncEngine, slug: str, user: str) -> Any:
-    deployment = await _deployment(engine, slug)
-    found = await accounts.find_user(engine, deployment.id, user)
+async def _user(db: Database, slug: str, user: str) -> Any:
+    deployment = await _deployment(db, slug)
+    found = await accounts.find_user(db, deployment.id, user)
     if found is None:
         raise errors.InvalidRequest(f"user: no user {user!r} in deployment {slug!r} (hookline users create)")
     return found
@@ -228,8 +228,8 @@ def emit(
 
     settings = load_settings(config, database_url=database_url)
 
-    async def main(engine: AsyncEngine) -> Any:
-        found = await _deployment(engine, deployment)
+    async def main(db: Database) -> Any:
+        found = await _deployment(db, deployment)
         fields: dict[str, object] = {"event_id": event_id, "object_id": object_id, "resource_url": resource_url}
         if user_id:
             fields["user_ids"] = list(user_id)
@@ -259,7 +259,7 @@ def deployments_create(
     """Create a deployment (a tenant)."""
     settings = load_settings(config, database_url=database_url)
     created = _run(
-        lambda engine: accounts.create_deployment(engine, slug, name or slug, standard_webhooks=standard_webhooks),
+        lambda db: accounts.create_deployment(db, slug, name or slug, standard_webhooks=standard_webhooks),
         settings,
     )
     out.print(f"deployment {created.slug} (id {created.id})")
@@ -276,9 +276,9 @@ def users_create(
     """Create a user in a deployment; prints the user's id."""
     settings = load_settings(config, database_url=database_url)
 
-    async def main(engine: AsyncEngine) -> Any:
-        found = await _deployment(engine, deployment)
-        return await accounts.create_user(engine, found.id, name, email)
+    async def main(db: Database) -> Any:
+        found = await _deployment(db, deployment)
+        return await accounts.create_user(db, found.id, name, email)
 
     user = _run(main, settings)
     out.print(user.id)
@@ -299,13 +299,11 @@ def tokens_create(
 
     settings = load_settings(config, database_url=database_url)
 
-    async def main(engine: AsyncEngine) -> str:
-        owner = await _user(engine, deployment, user)
+    async def main(db: Database) -> str:
+        owner = await _user(db, deployment, user)
         scopes = " ".join(parse_scopes(scope))
         lifetime = expires_in if expires_in is not None else settings.token_default_expires_seconds
-        return await accounts.create_token(
-            engine, owner, scopes=scopes, is_admin=admin, expires_at=time.time() + lifetime
-        )
+        return await accounts.create_token(db, owner, scopes=scopes, is_admin=admin, expires_at=time.time() + lifetime)
 
     print(_run(main, settings))
 
@@ -325,10 +323,10 @@ def apps_create(
 
     settings = load_settings(config, database_url=database_url)
 
-    async def main(engine: AsyncEngine) -> tuple[str, str]:
-        owner = await _user(engine, deployment, user)
+    async def main(db: Database) -> tuple[str, str]:
+        owner = await _user(db, deployment, user)
         return await accounts.create_oauth_client(
-            engine, owner, name, is_admin=admin, max_scopes=" ".join(parse_scopes(scope))
+            db, owner, name, is_admin=admin, max_scopes=" ".join(parse_scopes(scope))
         )
 
     client_id, client_secret = _run(main, settings)
@@ -346,12 +344,10 @@ def subscriptions_list(
     """Show a deployment's subscriptions as a table."""
     settings = load_settings(config, database_url=database_url)
 
-    async def main(engine: AsyncEngine) -> Any:
-        found = await _deployment(engine, deployment)
-        rows = await subscriptions.list_for(
-            engine, found.id, user_id=None, limit=None, offset=0, include_deleted=deleted
-        )
-        owners = await accounts.users_by_id(engine, {s.user_id for s in rows})
+    async def main(db: Database) -> Any:
+        found = await _deployment(db, deployment)
+        rows = await subscriptions.list_for(db, found.id, user_id=None, limit=None, offset=0, include_deleted=deleted)
+        owners = await accounts.users_by_id(db, {s.user_id for s in rows})
         return rows, owners
 
     rows, owners = _run(main, settings)
@@ -378,9 +374,7 @@ def deliveries_list(
     from hookline.api.views import timestamp
 
     settings = load_settings(config, database_url=database_url)
-    rows = _run(
-        lambda engine: delivery_log.list_for_subscription(engine, subscription, limit=limit, offset=0), settings
-    )
+    rows = _run(lambda db: delivery_log.list_for_subscription(db, subscription, limit=limit, offset=0), settings)
     table = Table(title=f"Deliveries of {subscription}")
     for column in ("delivery_id", "event", "object_id", "state", "attempts", "last status", "last error", "created"):
         table.add_column(column, overflow="fold")

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
 
     # Tokens and the control panel.
     token_default_expires_seconds: int = Field(default=30 * 86400, gt=0)
+    token_cache_seconds: float = Field(default=5.0, ge=0)
     session_secret: str | None = None
     rate_limit_per_hour: int = Field(default=0, ge=0)
 

@@ -12,8 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from hookline.catalogue import Catalogue
 from hookline.config import Settings
 from hookline.delivery.dispatcher import Dispatcher
@@ -21,7 +19,8 @@ from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Sender
 from hookline.delivery.service import build_retry_policy
 from hookline.delivery.ssrf import AddressPolicy
-from hookline.store import database, migrate, urls
+from hookline.store import migrate, urls
+from hookline.store.database import Database
 from hookline.store.queue import DeliveryQueue, FailurePolicy
 from hookline.store.queues import open_queue
 from hookline.store.sqlite_queue import SqliteQueue, acquire_dispatcher_lock
@@ -38,7 +37,7 @@ class Runtime:
 
     settings: Settings
     catalogue: Catalogue
-    engine: AsyncEngine
+    db: Database
     queue: DeliveryQueue
     sender: Sender
     address_policy: AddressPolicy
@@ -59,7 +58,7 @@ async def running(settings: Settings, *, with_dispatcher: bool) -> AsyncIterator
     if with_dispatcher and urls.is_sqlite(settings.database_url):
         lock = acquire_dispatcher_lock(urls.sqlite_path(settings.database_url))
     with lock:
-        engine = database.create_engine(settings.database_url)
+        db = Database(settings.database_url)
         queue = open_queue(
             settings.database_url, FailurePolicy(settings.failure_threshold, settings.failure_window_seconds)
         )
@@ -70,7 +69,7 @@ async def running(settings: Settings, *, with_dispatcher: bool) -> AsyncIterator
         runtime = Runtime(
             settings=settings,
             catalogue=settings.build_catalogue(),
-            engine=engine,
+            db=db,
             queue=queue,
             sender=sender,
             address_policy=address_policy,
@@ -97,7 +96,7 @@ async def running(settings: Settings, *, with_dispatcher: bool) -> AsyncIterator
                     await task
             await sender.close()
             await queue.close()
-            await engine.dispose()
+            await db.dispose()
 
 
 def tune_gc() -> None:

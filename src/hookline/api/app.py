@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hookline import __version__, errors, runtime
 from hookline.api import openapi_schemas, rendering, respond
-from hookline.api.rate_limit import RateLimiter
 from hookline.api.routes import deliveries, events, oauth, subscriptions
 from hookline.api.state import AppState
 from hookline.config import Settings
@@ -50,8 +49,7 @@ def create_app(settings: Settings, *, with_dispatcher: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.running(settings, with_dispatcher=with_dispatcher) as running:
-            limiter = RateLimiter(settings.rate_limit_per_hour) if settings.rate_limit_per_hour else None
-            app.state.hookline = AppState.serving(running, limiter)
+            app.state.hookline = AppState.serving(running)
             yield
 
     app = FastAPI(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hookline.domain import Attempt, Delivery
+from hookline.store.database import Database
 from hookline.store.schema import attempts, deliveries, events
 
 _DELIVERY_COLUMNS = (
@@ -29,14 +29,12 @@ _DELIVERY_COLUMNS = (
 )
 
 
-async def _with_attempts(conn: AsyncConnection, rows: list[RowMapping]) -> list[Delivery]:
+def _with_attempts(conn: Connection, rows: list[RowMapping]) -> list[Delivery]:
     ids = [row["id"] for row in rows]
     by_delivery: dict[int, list[Attempt]] = defaultdict(list)
     if ids:
-        attempt_rows = (
-            await conn.execute(
-                select(attempts).where(attempts.c.delivery_id.in_(ids)).order_by(attempts.c.delivery_id, attempts.c.id)
-            )
+        attempt_rows = conn.execute(
+            select(attempts).where(attempts.c.delivery_id.in_(ids)).order_by(attempts.c.delivery_id, attempts.c.id)
         ).mappings()
         for a in attempt_rows:
             by_delivery[a["delivery_id"]].append(
@@ -72,11 +70,9 @@ async def _with_attempts(conn: AsyncConnection, rows: list[RowMapping]) -> list[
     ]
 
 
-async def list_for_subscription(
-    engine: AsyncEngine, subscription_id: str, *, limit: int, offset: int
-) -> list[Delivery]:
+async def list_for_subscription(db: Database, subscription_id: str, *, limit: int, offset: int) -> list[Delivery]:
     """One page of a subscription's deliveries, newest first, each with its attempts."""
-    query = (
+    statement = (
         select(*_DELIVERY_COLUMNS)
         .join(events, events.c.id == deliveries.c.event_row_id)
         .where(deliveries.c.subscription_id == subscription_id)
@@ -84,19 +80,15 @@ async def list_for_subscription(
         .offset(offset)
         .limit(limit)
     )
-    async with engine.connect() as conn:
-        rows = list((await conn.execute(query)).mappings().all())
-        return await _with_attempts(conn, rows)
+    return await db.read(lambda conn: _with_attempts(conn, list(conn.execute(statement).mappings())))
 
 
-async def get(engine: AsyncEngine, delivery_id: int) -> Delivery | None:
+async def get(db: Database, delivery_id: int) -> Delivery | None:
     """One delivery with its attempts, or None."""
-    query = (
+    statement = (
         select(*_DELIVERY_COLUMNS)
         .join(events, events.c.id == deliveries.c.event_row_id)
         .where(deliveries.c.id == delivery_id)
     )
-    async with engine.connect() as conn:
-        rows = list((await conn.execute(query)).mappings().all())
-        found = await _with_attempts(conn, rows)
+    found = await db.read(lambda conn: _with_attempts(conn, list(conn.execute(statement).mappings())))
     return found[0] if found else None

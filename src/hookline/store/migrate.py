@@ -22,12 +22,12 @@ def alembic_config() -> Config:
     return config
 
 
-def sync_engine(database_url: str) -> Engine:
-    """A synchronous engine for migrations and one-off admin work; SQLite in WAL mode with a busy timeout."""
+def sync_engine(database_url: str, *, pool_size: int = 5) -> Engine:
+    """A synchronous engine (migrations, admin work, the API's SQLite reads); SQLite in WAL mode with a busy timeout."""
     if urls.is_sqlite(database_url):
         path = urls.sqlite_path(database_url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(urls.sync_url(database_url))
+        engine = create_engine(urls.sync_url(database_url), pool_size=pool_size, max_overflow=pool_size)
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
     return create_engine(urls.sync_url(database_url), pool_pre_ping=True)

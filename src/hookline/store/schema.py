@@ -106,6 +106,7 @@ subscriptions = Table(
     Column("last_error", String(300), nullable=True),
     Index("ix_subscriptions_fanout", "deployment_id", "event_id", "deleted_at"),
     Index("ix_subscriptions_owner", "deployment_id", "user_id", "created_at"),
+    Index("ix_subscriptions_listing", "deployment_id", "created_at", "id"),
 )
 
 events = Table(

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, insert, select, update
+import functools
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline.domain import Subscription
+from hookline.store.database import Database
 from hookline.store.schema import deliveries, subscriptions
+
+# Statements built once: the API runs them on every request, and building one costs more than running it.
+_GET_QUERY = select(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))
+
+
+@functools.cache
+def _list_query(*, by_user: bool, include_deleted: bool, paged: bool) -> Select[Any]:
+    conditions = [subscriptions.c.deployment_id == bindparam("deployment_id")]
+    if by_user:
+        conditions.append(subscriptions.c.user_id == bindparam("user_id"))
+    if not include_deleted:
+        conditions.append(subscriptions.c.deleted_at.is_(None))
+    statement = select(subscriptions).where(and_(*conditions)).order_by(subscriptions.c.created_at, subscriptions.c.id)
+    statement = statement.offset(bindparam("offset"))
+    return statement.limit(bindparam("limit")) if paged else statement
 
 
 def _subscription(row: RowMapping) -> Subscription:
@@ -30,34 +48,33 @@ def _subscription(row: RowMapping) -> Subscription:
     )
 
 
-async def create(engine: AsyncEngine, subscription: Subscription) -> None:
+async def create(db: Database, subscription: Subscription) -> None:
     """Store a new subscription."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(subscriptions).values(
-                id=subscription.id,
-                deployment_id=subscription.deployment_id,
-                user_id=subscription.user_id,
-                event_id=subscription.event_id,
-                trigger_url=subscription.trigger_url,
-                content_type=subscription.content_type,
-                secret=subscription.secret,
-                created_at=subscription.created_at,
-            )
-        )
+    statement = insert(subscriptions).values(
+        id=subscription.id,
+        deployment_id=subscription.deployment_id,
+        user_id=subscription.user_id,
+        event_id=subscription.event_id,
+        trigger_url=subscription.trigger_url,
+        content_type=subscription.content_type,
+        secret=subscription.secret,
+        created_at=subscription.created_at,
+    )
+    await db.write(lambda conn: conn.execute(statement))
 
 
-async def get(engine: AsyncEngine, subscription_id: str) -> Subscription | None:
+async def get(db: Database, subscription_id: str) -> Subscription | None:
     """The subscription with this id (deleted ones included), or None."""
-    async with engine.connect() as conn:
-        row = (
-            (await conn.execute(select(subscriptions).where(subscriptions.c.id == subscription_id))).mappings().first()
-        )
-    return _subscription(row) if row else None
+
+    def query(conn: Connection) -> Subscription | None:
+        row = conn.execute(_GET_QUERY, {"subscription_id": subscription_id}).mappings().first()
+        return _subscription(row) if row else None
+
+    return await db.read(query)
 
 
 async def list_for(
-    engine: AsyncEngine,
+    db: Database,
     deployment_id: int,
     *,
     user_id: int | None,
@@ -66,47 +83,36 @@ async def list_for(
     include_deleted: bool = False,
 ) -> list[Subscription]:
     """A deployment's subscriptions (one user's when user_id is given), oldest first, one page."""
-    conditions = [subscriptions.c.deployment_id == deployment_id]
-    if user_id is not None:
-        conditions.append(subscriptions.c.user_id == user_id)
-    if not include_deleted:
-        conditions.append(subscriptions.c.deleted_at.is_(None))
-    query = (
-        select(subscriptions)
-        .where(and_(*conditions))
-        .order_by(subscriptions.c.created_at, subscriptions.c.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    return [_subscription(row) for row in rows]
+    statement = _list_query(by_user=user_id is not None, include_deleted=include_deleted, paged=limit is not None)
+    parameters = {"deployment_id": deployment_id, "user_id": user_id, "limit": limit, "offset": offset}
+    return await db.read(lambda conn: [_subscription(row) for row in conn.execute(statement, parameters).mappings()])
 
 
-async def count_for(engine: AsyncEngine, deployment_id: int, *, user_id: int | None) -> int:
-    """How many live subscriptions a deployment (or one of its users) has."""
-    conditions = [subscriptions.c.deployment_id == deployment_id, subscriptions.c.deleted_at.is_(None)]
-    if user_id is not None:
-        conditions.append(subscriptions.c.user_id == user_id)
-    async with engine.connect() as conn:
-        return int(
-            (await conn.execute(select(func.count()).select_from(subscriptions).where(and_(*conditions)))).scalar_one()
-        )
-
-
-async def soft_delete(engine: AsyncEngine, subscription_id: str, reason: str, now: float) -> bool:
+async def soft_delete(db: Database, subscription_id: str, reason: str, now: float) -> bool:
     """Mark a live subscription deleted (keeping when and why) and cancel its pending deliveries."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
+
+    def change(conn: Connection) -> bool:
+        result = conn.execute(
             update(subscriptions)
             .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
             .values(deleted_at=now, deleted_reason=reason)
         )
         if result.rowcount == 0:
             return False
-        await conn.execute(
+        conn.execute(
             update(deliveries)
             .where(deliveries.c.subscription_id == subscription_id, deliveries.c.state == "pending")
             .values(state="cancelled", finished_at=now, lease_owner=None, last_error=f"subscription {reason}")
         )
-    return True
+        return True
+
+    return await db.write(change)
+
+
+async def count_for(db: Database, deployment_id: int, *, user_id: int | None) -> int:
+    """How many live subscriptions a deployment (or one of its users) has."""
+    conditions = [subscriptions.c.deployment_id == deployment_id, subscriptions.c.deleted_at.is_(None)]
+    if user_id is not None:
+        conditions.append(subscriptions.c.user_id == user_id)
+    statement = select(func.count()).select_from(subscriptions).where(and_(*conditions))
+    return await db.read(lambda conn: int(conn.execute(statement).scalar_one()))

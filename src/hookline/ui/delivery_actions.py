@@ -98,7 +98,7 @@ async def redeliver(request: Request, delivery_id: str) -> Response:
     not_found = web.PanelError(404, "Delivery not found", f"There is no delivery {delivery_id!r} you can see.")
     if not delivery_id.isdigit() or len(delivery_id) > MAX_DELIVERY_ID_DIGITS:
         raise not_found
-    original = await delivery_log.get(state.engine, int(delivery_id))
+    original = await delivery_log.get(state.db, int(delivery_id))
     if original is None:
         raise not_found
     try:

@@ -68,7 +68,8 @@ async def sign_out(request: Request) -> Response:
     """End the session: the cookie is removed, and a token minted for this sign-in is revoked."""
     viewer = await web.current_viewer(request)
     await web.checked_form(request, viewer)
-    await accounts.revoke_token(app_state(request).engine, viewer.session.token, purpose=PANEL_TOKEN_PURPOSE)
+    await accounts.revoke_token(app_state(request).db, viewer.session.token, purpose=PANEL_TOKEN_PURPOSE)
+    auth.forget_token(request, viewer.session.token)
     response = web.redirect(request, web.SIGN_IN_PATH, Flash("info", "You have signed out."))
     web.clear_cookie(response, request, panel_session.SESSION_COOKIE)
     return response
@@ -89,18 +90,18 @@ async def _token_for_client(request: Request, client_id: str, client_secret: str
         raise _FieldProblem("client_id", "Enter the client id (hlc_…).")
     if not client_secret:
         raise _FieldProblem("client_secret", "Enter the client secret (hls_…).")
-    client = await accounts.authenticate_client(state.engine, client_id, client_secret)
+    client = await accounts.authenticate_client(state.db, client_id, client_secret)
     if client is None:
         raise _FieldProblem("client_secret", "Unknown client, or the secret does not match.")
     try:
         scopes = auth.parse_scopes(client["max_scopes"]) or DEFAULT_CLIENT_SCOPES
     except errors.InvalidScope as exc:
         raise _FieldProblem("client_id", exc.message) from None
-    user = await accounts.get_user(state.engine, client["user_id"])
+    user = await accounts.get_user(state.db, client["user_id"])
     assert user is not None  # foreign key
     now = web.panel_state(request).clock()
     return await accounts.create_token(
-        state.engine,
+        state.db,
         user,
         scopes=" ".join(scopes),
         is_admin=bool(client["is_admin"]),

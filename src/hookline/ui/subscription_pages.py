@@ -63,7 +63,7 @@ async def subscription_for(
     """A subscription this viewer may see, by the API's ownership rules; a 404 or 403 page otherwise."""
     try:
         return await ownership.visible_subscription(
-            app_state(request).engine, viewer.principal, subscription_id, allow_deleted=allow_deleted
+            app_state(request).db, viewer.principal, subscription_id, allow_deleted=allow_deleted
         )
     except errors.InvalidPermission:
         raise web.PanelError(
@@ -88,14 +88,14 @@ async def subscriptions_page(request: Request) -> Response:
     show = show if show in SHOW_CHOICES else "all"
     owner_filter = None if viewer.is_admin else viewer.principal.user.id
     found = await subscriptions.list_for(
-        state.engine,
+        state.db,
         viewer.principal.deployment.id,
         user_id=owner_filter,
         limit=SUBSCRIPTIONS_PAGE_SIZE + 1,
         offset=(page - 1) * SUBSCRIPTIONS_PAGE_SIZE,
         include_deleted=show == "all",
     )
-    active_count = await subscriptions.count_for(state.engine, viewer.principal.deployment.id, user_id=owner_filter)
+    active_count = await subscriptions.count_for(state.db, viewer.principal.deployment.id, user_id=owner_filter)
     rows = await _rows(state, found[:SUBSCRIPTIONS_PAGE_SIZE])
     return web.render(
         request,
@@ -135,7 +135,7 @@ async def create_subscription(request: Request) -> Response:
     subscription = subscription_input.new_subscription_from(
         fields, viewer.principal.user, state.catalogue, state.address_policy
     )
-    await subscriptions.create(state.engine, subscription)
+    await subscriptions.create(state.db, subscription)
     return web.redirect(
         request,
         f"{web.PANEL_PREFIX}/subscriptions/{subscription.id}",
@@ -152,7 +152,7 @@ async def subscription_page(request: Request, subscription_id: str) -> Response:
     [row] = await _rows(state, [subscription])
     page = page_number(request)
     deliveries: list[Delivery] = await delivery_log.list_for_subscription(
-        state.engine, subscription.id, limit=DELIVERIES_PAGE_SIZE + 1, offset=(page - 1) * DELIVERIES_PAGE_SIZE
+        state.db, subscription.id, limit=DELIVERIES_PAGE_SIZE + 1, offset=(page - 1) * DELIVERIES_PAGE_SIZE
     )
     return web.render(
         request,
@@ -185,7 +185,7 @@ async def delete_subscription(request: Request, subscription_id: str) -> Respons
     await web.checked_form(request, viewer)
     web.require_write(viewer)
     subscription = await subscription_for(request, viewer, subscription_id, allow_deleted=False)
-    await subscriptions.soft_delete(app_state(request).engine, subscription.id, "deleted", time.time())
+    await subscriptions.soft_delete(app_state(request).db, subscription.id, "deleted", time.time())
     return web.redirect(
         request,
         web.PANEL_PREFIX,
@@ -207,7 +207,7 @@ async def event_types_page(request: Request) -> Response:
 
 
 async def _rows(state: AppState, found: list[Subscription]) -> list[SubscriptionRow]:
-    owners = await accounts.users_by_id(state.engine, {s.user_id for s in found})
+    owners = await accounts.users_by_id(state.db, {s.user_id for s in found})
     return [SubscriptionRow(s, state.catalogue.get(s.event_id), owners.get(s.user_id)) for s in found]
 
 

@@ -196,7 +196,7 @@ async def current_viewer(request: Request) -> Viewer:
 
 async def principal_for(state: AppState, token: str, now: float) -> Principal:
     """Who a token speaks for, refused (SignInRequired) when unknown, revoked, expired or without read access."""
-    principal = await accounts.principal_for_token(state.engine, token)
+    principal = await accounts.principal_for_token(state.db, token)
     if principal is None:
         raise SignInRequired("That token is not valid (unknown or revoked).")
     if principal.expires_at is not None and principal.expires_at <= now:

@@ -27,11 +27,11 @@ def _delivery_id(raw: str) -> int:
 
 async def _visible_delivery(request: Request, principal: Principal, raw_id: str) -> Delivery:
     state = app_state(request)
-    delivery = await delivery_log.get(state.engine, _delivery_id(raw_id))
+    delivery = await delivery_log.get(state.db, _delivery_id(raw_id))
     if delivery is None:
         raise errors.InvalidRequest(f"delivery_id: no delivery {raw_id!r}")
     try:
-        await visible_subscription(state.engine, principal, delivery.subscription_id, allow_deleted=True)
+        await visible_subscription(state.db, principal, delivery.subscription_id, allow_deleted=True)
     except errors.InvalidRequest:
         raise errors.InvalidRequest(f"delivery_id: no delivery {raw_id!r}") from None
     return delivery
@@ -42,10 +42,10 @@ async def list_deliveries(request: Request, subscription_id: str) -> Response:
     """One page (_limit, default 10; _page or _offset) of a subscription's deliveries with their attempts."""
     principal = await auth.authenticate(request, "read")
     state = app_state(request)
-    subscription = await visible_subscription(state.engine, principal, subscription_id, allow_deleted=True)
+    subscription = await visible_subscription(state.db, principal, subscription_id, allow_deleted=True)
     page = page_from(request, default_limit=DEFAULT_DELIVERIES_PAGE)
     found = await delivery_log.list_for_subscription(
-        state.engine, subscription.id, limit=page.limit or DEFAULT_DELIVERIES_PAGE, offset=page.offset
+        state.db, subscription.id, limit=page.limit or DEFAULT_DELIVERIES_PAGE, offset=page.offset
     )
     return respond.ok(request, {"deliveries": [views.delivery_view(d) for d in found]})
 
@@ -69,6 +69,6 @@ async def redeliver(request: Request, delivery_id: str) -> Response:
         raise errors.InvalidRequest(
             f"delivery_id: subscription {original.subscription_id!r} of delivery {delivery_id} was deleted"
         )
-    created = await delivery_log.get(state.engine, new_id)
+    created = await delivery_log.get(state.db, new_id)
     assert created is not None  # just committed by the queue
     return respond.created(request, {"delivery": views.delivery_view(created)})

@@ -78,7 +78,7 @@ async def _issue_token(request: Request) -> Response:
     if not grant_type:
         raise errors.InvalidRequest("grant_type: is required (client_credentials)")
     client_id, client_secret = _basic_credentials(request, fields)
-    client = await accounts.authenticate_client(state.engine, client_id, client_secret)
+    client = await accounts.authenticate_client(state.db, client_id, client_secret)
     if client is None:
         raise errors.InvalidClient("client_id: unknown client or wrong secret")
     if grant_type in ("authorization_code", "refresh_token"):
@@ -99,12 +99,12 @@ async def _issue_token(request: Request) -> Response:
             if not all(auth.allows(allowed, kind, resource) for resource in resources):
                 raise errors.InvalidScope(f"scope: this client may not ask for {scope}")
     expires_in = _expires_in(fields.get("expires_in"), state.settings.token_default_expires_seconds)
-    user = await accounts.get_user(state.engine, client["user_id"])
-    deployment = await accounts.get_deployment_by_id(state.engine, client["deployment_id"])
+    user = await accounts.get_user(state.db, client["user_id"])
+    deployment = await accounts.get_deployment_by_id(state.db, client["deployment_id"])
     assert user is not None  # foreign key
     assert deployment is not None  # foreign key
     access_token = await accounts.create_token(
-        state.engine,
+        state.db,
         user,
         scopes=" ".join(scopes),
         is_admin=bool(client["is_admin"]),
@@ -169,13 +169,14 @@ async def revoke(request: Request) -> Response:
             await request.body(), request.headers.get("content-type"), max_bytes=MAX_TOKEN_BODY_BYTES
         )
         client_id, client_secret = _basic_credentials(request, fields)
-        client = await accounts.authenticate_client(state.engine, client_id, client_secret)
+        client = await accounts.authenticate_client(state.db, client_id, client_secret)
         if client is None:
             raise errors.InvalidClient("client_id: unknown client or wrong secret")
         token_to_revoke = fields.get("token")
         if not isinstance(token_to_revoke, str) or not token_to_revoke:
             raise errors.InvalidRequest("token: is required")
-        await accounts.revoke_token(state.engine, token_to_revoke, oauth_client_id=client["id"])
+        await accounts.revoke_token(state.db, token_to_revoke, oauth_client_id=client["id"])
+        auth.forget_token(request, token_to_revoke)
         return JSONResponse({}, headers={"Cache-Control": "no-store"})
     except errors.HooklineError as exc:
         return oauth_error(exc)

@@ -53,9 +53,9 @@ async def list_subscriptions(request: Request) -> Response:
     page = page_from(request, default_limit=None)
     owner_filter = None if principal.is_admin else principal.user.id
     found = await subscriptions.list_for(
-        state.engine, principal.deployment.id, user_id=owner_filter, limit=page.limit, offset=page.offset
+        state.db, principal.deployment.id, user_id=owner_filter, limit=page.limit, offset=page.offset
     )
-    owners = await accounts.users_by_id(state.engine, {s.user_id for s in found})
+    owners = await accounts.users_by_id(state.db, {s.user_id for s in found})
     return respond.ok(
         request,
         {
@@ -80,7 +80,7 @@ async def create_subscription(request: Request) -> Response:
     state = app_state(request)
     fields = await _fields(request)
     subscription = new_subscription_from(fields, principal.user, state.catalogue, state.address_policy)
-    await subscriptions.create(state.engine, subscription)
+    await subscriptions.create(state.db, subscription)
     view = views.subscription_view(subscription, principal.deployment, state.catalogue, owner=principal.user)
     return respond.created(request, {"subscription": view})
 
@@ -90,7 +90,7 @@ async def get_subscription(request: Request, subscription_id: str) -> Response:
     """One subscription, with its owner."""
     principal = await auth.authenticate(request, "read")
     state = app_state(request)
-    found = await visible_subscription(state.engine, principal, subscription_id)
+    found = await visible_subscription(state.db, principal, subscription_id)
     return respond.ok(request, {"subscription": await _full_view(request, found)})
 
 
@@ -99,9 +99,9 @@ async def delete_subscription(request: Request, subscription_id: str) -> Respons
     """Delete (soft: kept with time and reason "deleted") and cancel its pending deliveries."""
     principal = await auth.authenticate(request, "write")
     state = app_state(request)
-    found = await visible_subscription(state.engine, principal, subscription_id)
-    await subscriptions.soft_delete(state.engine, found.id, "deleted", time.time())
-    deleted = await subscriptions.get(state.engine, found.id)
+    found = await visible_subscription(state.db, principal, subscription_id)
+    await subscriptions.soft_delete(state.db, found.id, "deleted", time.time())
+    deleted = await subscriptions.get(state.db, found.id)
     return respond.ok(request, {"subscription": await _full_view(request, deleted or found)})
 
 
@@ -112,7 +112,7 @@ async def trigger_subscription(request: Request, subscription_id: str) -> Respon
     """Queue this subscription's event for object_id to every matching subscription of the deployment."""
     principal = await auth.authenticate(request, "write")
     state = app_state(request)
-    found = await visible_subscription(state.engine, principal, subscription_id)
+    found = await visible_subscription(state.db, principal, subscription_id)
     new_event = await _event_for(request, principal.deployment, found)
     stored = await state.queue.ingest([new_event], state.settings.idempotency_window_seconds)
     return respond.ok(request, {"event": views.stored_event_view(stored[0])})
@@ -127,7 +127,7 @@ async def dispatch_subscription(request: Request, subscription_id: str) -> Respo
     """Deliver this subscription's event for object_id to it alone, synchronously; answers the receiver's status."""
     principal = await auth.authenticate(request, "write")
     state = app_state(request)
-    found = await visible_subscription(state.engine, principal, subscription_id)
+    found = await visible_subscription(state.db, principal, subscription_id)
     new_event = await _event_for(request, principal.deployment, found)
     outcome = await service.dispatch_now(
         state.queue, state.sender, state.settings, state.retry_policy, new_event, found.id
@@ -151,7 +151,7 @@ async def _event_for(
 
 async def _full_view(request: Request, subscription: domain.Subscription) -> dict[str, Any]:
     state = app_state(request)
-    owner = await accounts.get_user(state.engine, subscription.user_id)
-    deployment = await accounts.get_deployment_by_id(state.engine, subscription.deployment_id)
+    owner = await accounts.get_user(state.db, subscription.user_id)
+    deployment = await accounts.get_deployment_by_id(state.db, subscription.deployment_id)
     assert deployment is not None  # a subscription always belongs to a deployment (foreign key)
     return views.subscription_view(subscription, deployment, state.catalogue, owner=owner)
