@@ -346,20 +346,17 @@ def subscriptions_list(
 
     async def main(db: Database) -> Any:
         found = await _deployment(db, deployment)
-        rows = await subscriptions.list_for(db, found.id, user_id=None, limit=None, offset=0, include_deleted=deleted)
-        owners = await accounts.users_by_id(db, {s.user_id for s in rows})
-        return rows, owners
+        return await subscriptions.list_for(db, found.id, user_id=None, limit=None, offset=0, include_deleted=deleted)
 
-    rows, owners = _run(main, settings)
+    rows = _run(main, settings)
     table = Table(title=f"Subscriptions of {deployment}")
     table.add_column("subscription_id", no_wrap=True, min_width=24)
     table.add_column("event_id", no_wrap=True)
     for column in ("trigger_url", "content_type", "owner", "state"):
         table.add_column(column, overflow="fold")
-    for s in rows:
+    for s, owner in rows:
         state = "live" if s.deleted_at is None else f"deleted ({s.deleted_reason})"
-        owner = owners.get(s.user_id)
-        table.add_row(s.id, s.event_id, s.trigger_url, s.content_type, owner.email if owner else "?", state)
+        table.add_row(s.id, s.event_id, s.trigger_url, s.content_type, owner.email, state)
     out.print(table)
 
 

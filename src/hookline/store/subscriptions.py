@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
-from hookline.domain import Subscription
+from hookline.domain import Subscription, User
 from hookline.store.database import Database
-from hookline.store.schema import deliveries, subscriptions
+from hookline.store.schema import deliveries, subscriptions, users
 
 # Statements built once: the API runs them on every request, and building one costs more than running it.
 _GET_QUERY = select(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))
@@ -23,7 +23,12 @@ def _list_query(*, by_user: bool, include_deleted: bool, paged: bool) -> Select[
         conditions.append(subscriptions.c.user_id == bindparam("user_id"))
     if not include_deleted:
         conditions.append(subscriptions.c.deleted_at.is_(None))
-    statement = select(subscriptions).where(and_(*conditions)).order_by(subscriptions.c.created_at, subscriptions.c.id)
+    statement = (
+        select(subscriptions, users.c.name.label("owner_name"), users.c.email.label("owner_email"))
+        .join(users, users.c.id == subscriptions.c.user_id)
+        .where(and_(*conditions))
+        .order_by(subscriptions.c.created_at, subscriptions.c.id)
+    )
     statement = statement.offset(bindparam("offset"))
     return statement.limit(bindparam("limit")) if paged else statement
 
@@ -81,11 +86,16 @@ async def list_for(
     limit: int | None,
     offset: int,
     include_deleted: bool = False,
-) -> list[Subscription]:
-    """A deployment's subscriptions (one user's when user_id is given), oldest first, one page."""
+) -> list[tuple[Subscription, User]]:
+    """A deployment's subscriptions (one user's when user_id is given) with their owners, oldest first, one page."""
     statement = _list_query(by_user=user_id is not None, include_deleted=include_deleted, paged=limit is not None)
     parameters = {"deployment_id": deployment_id, "user_id": user_id, "limit": limit, "offset": offset}
-    return await db.read(lambda conn: [_subscription(row) for row in conn.execute(statement, parameters).mappings()])
+    return await db.read(
+        lambda conn: [
+            (_subscription(row), User(row["user_id"], row["deployment_id"], row["owner_name"], row["owner_email"]))
+            for row in conn.execute(statement, parameters).mappings()
+        ]
+    )
 
 
 async def soft_delete(db: Database, subscription_id: str, reason: str, now: float) -> bool:

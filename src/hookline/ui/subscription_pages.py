@@ -96,7 +96,7 @@ async def subscriptions_page(request: Request) -> Response:
         include_deleted=show == "all",
     )
     active_count = await subscriptions.count_for(state.db, viewer.principal.deployment.id, user_id=owner_filter)
-    rows = await _rows(state, found[:SUBSCRIPTIONS_PAGE_SIZE])
+    rows = [SubscriptionRow(s, state.catalogue.get(s.event_id), owner) for s, owner in found[:SUBSCRIPTIONS_PAGE_SIZE]]
     return web.render(
         request,
         "subscriptions.html",

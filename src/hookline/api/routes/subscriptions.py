@@ -55,11 +55,11 @@ async def list_subscriptions(request: Request) -> Response:
     found = await subscriptions.list_for(
         state.db, principal.deployment.id, user_id=owner_filter, limit=page.limit, offset=page.offset
     )
-    owners = await accounts.users_by_id(state.db, {s.user_id for s in found})
+    owners = {owner.id: owner for _, owner in found}
     return respond.ok(
         request,
         {
-            "subscriptions": [views.subscription_view(s, principal.deployment, state.catalogue) for s in found],
+            "subscriptions": [views.subscription_view(s, principal.deployment, state.catalogue) for s, _ in found],
             "subscriptions_users": [views.user_view(owners[uid]) for uid in sorted(owners)],
         },
     )
