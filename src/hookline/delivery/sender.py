@@ -148,6 +148,8 @@ class Sender:
                 return b"".join(chunks), False
             chunks.append(chunk)
             received += len(chunk)
+            if stream.at_eof():  # the usual tiny answer: one read, no second call to learn it has ended
+                return b"".join(chunks), False
         return b"".join(chunks), not stream.at_eof()
 
     def _excerpt(self, content: bytes) -> str | None:

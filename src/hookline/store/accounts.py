@@ -145,7 +145,7 @@ async def create_token(
         "expires_at": expires_at,
         "created_at": time.time(),
     }
-    await db.write(lambda conn: conn.execute(insert(api_tokens).values(**values)))
+    await db.write(lambda conn: conn.execute(_INSERT_TOKEN, values))
     return token
 
 
@@ -168,6 +168,7 @@ _PRINCIPAL_QUERY = (
     .join(deployments, deployments.c.id == api_tokens.c.deployment_id)
     .where(api_tokens.c.token_hash == bindparam("token_hash"))
 )  # built once: every authenticated request runs it, and building a statement costs more than running it
+_INSERT_TOKEN = insert(api_tokens)
 _USERS_BY_ID_QUERY = select(users).where(users.c.id.in_(bindparam("user_ids", expanding=True)))
 
 

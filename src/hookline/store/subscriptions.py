@@ -14,6 +14,7 @@ from hookline.store.schema import deliveries, subscriptions, users
 
 # Statements built once: the API runs them on every request, and building one costs more than running it.
 _GET_QUERY = select(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))
+_INSERT = insert(subscriptions)
 
 
 @functools.cache
@@ -55,17 +56,17 @@ def _subscription(row: RowMapping) -> Subscription:
 
 async def create(db: Database, subscription: Subscription) -> None:
     """Store a new subscription."""
-    statement = insert(subscriptions).values(
-        id=subscription.id,
-        deployment_id=subscription.deployment_id,
-        user_id=subscription.user_id,
-        event_id=subscription.event_id,
-        trigger_url=subscription.trigger_url,
-        content_type=subscription.content_type,
-        secret=subscription.secret,
-        created_at=subscription.created_at,
-    )
-    await db.write(lambda conn: conn.execute(statement))
+    values = {
+        "id": subscription.id,
+        "deployment_id": subscription.deployment_id,
+        "user_id": subscription.user_id,
+        "event_id": subscription.event_id,
+        "trigger_url": subscription.trigger_url,
+        "content_type": subscription.content_type,
+        "secret": subscription.secret,
+        "created_at": subscription.created_at,
+    }
+    await db.write(lambda conn: conn.execute(_INSERT, values))
 
 
 async def get(db: Database, subscription_id: str) -> Subscription | None:
@@ -93,7 +94,7 @@ async def list_for(
     return await db.read(
         lambda conn: [
             (_subscription(row), User(row["user_id"], row["deployment_id"], row["owner_name"], row["owner_email"]))
-            for row in conn.execute(statement, parameters).mappings()
+            for row in conn.execute(statement, parameters).mappings().all()
         ]
     )
 
