@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+import time
 from typing import Any
 
 from hookline.catalogue import Catalogue, EventType
@@ -10,10 +11,16 @@ from hookline.domain import Attempt, Delivery, Deployment, StoredEvent, Subscrip
 
 
 def timestamp(seconds: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
+    """Epoch seconds as ISO 8601 UTC with milliseconds (2026-12-03T17:58:08.123Z), or None."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # What datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds") says, at a third of the cost:
+    # lists render this for every time field of every row.
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{micros // 1000:03d}Z"
 
 
 def user_view(user: User) -> dict[str, Any]:
