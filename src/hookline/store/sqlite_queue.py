@@ -17,13 +17,13 @@ import concurrent.futures
 import contextlib
 import fcntl
 import json
+import operator
 import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,9 +97,10 @@ _INSERT_LEASED_DELIVERY = (
 )
 
 _CLAIM_SELECT = (
-    "SELECT d.id, d.subscription_id, d.deployment_id, d.attempts, d.retries_allowed,"
-    " e.event_id, e.object_id, e.resource_url, e.created_at,"
-    " s.trigger_url, s.content_type, s.secret, s.deleted_at, dep.standard_webhooks"
+    # ClaimedDelivery's fields in its order, then the subscription's deleted_at.
+    "SELECT d.id, d.subscription_id, d.deployment_id, d.attempts, e.event_id, e.object_id, e.resource_url,"
+    " s.trigger_url, s.content_type, s.secret, dep.standard_webhooks, e.created_at, d.retries_allowed,"
+    " s.deleted_at"
     " FROM deliveries AS d"
     " JOIN events AS e ON e.id = d.event_row_id"
     " JOIN subscriptions AS s ON s.id = d.subscription_id"
@@ -117,39 +118,102 @@ _CANCEL_DELIVERIES = (
     " WHERE id IN (SELECT value FROM json_each(?))"
 )
 
-_SELECT_LEASES = (
-    "SELECT id, lease_owner, subscription_id, retries_allowed FROM deliveries"
-    " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'"
+# Recording a batch of results: they are staged, in started_at order, into a temporary table that keeps only
+# those still holding their lease, the first for each delivery (a UNIQUE delivery_id and INSERT OR IGNORE);
+# every later statement is set-based over that table. Staging binds each result's fields in C (executemany of
+# attrgetter tuples): no Python code runs per result.
+_RESULT_FIELDS = operator.attrgetter(
+    "delivery_id",
+    "lease_owner",
+    "attempt_number",
+    "started_at",
+    "duration_ms",
+    "status_code",
+    "response_excerpt",
+    "error",
+    "error_class",
+    "outcome",
+    "retry_in_seconds",
 )
-_INSERT_ATTEMPT = (
+_STARTED_AT = operator.attrgetter("started_at")
+# `position` is the batch's started_at order; `outcome` is the effective one (a retry of a delivery without
+# retries is a failure), `reported_outcome` the one the attempt row logs.
+_CREATE_RECORDED_RESULTS = (
+    "CREATE TEMP TABLE IF NOT EXISTS recorded_results (position INTEGER PRIMARY KEY,"
+    " delivery_id INTEGER NOT NULL UNIQUE, subscription_id TEXT NOT NULL, attempt_number INTEGER,"
+    " started_at REAL NOT NULL, duration_ms REAL, status_code INTEGER, response_excerpt TEXT, error TEXT,"
+    " error_class TEXT, reported_outcome TEXT NOT NULL, outcome TEXT NOT NULL, retry_in_seconds REAL)"
+)
+_STAGE_RESULT = (
+    "INSERT OR IGNORE INTO temp.recorded_results (delivery_id, subscription_id, attempt_number, started_at,"
+    " duration_ms, status_code, response_excerpt, error, error_class, reported_outcome, outcome, retry_in_seconds)"
+    f" SELECT ?1, d.subscription_id, ?3, ?4, ?5, ?6, ?7, substr(?8, 1, {ERROR_MAX_CHARS}),"
+    f" substr(?9, 1, {ERROR_CLASS_MAX_CHARS}), ?10,"
+    " CASE WHEN ?10 = 'retry' AND NOT d.retries_allowed THEN 'failed' ELSE ?10 END, ?11"
+    # The lease fence: a result counts only while its delivery is pending and leased to the result's owner.
+    " FROM deliveries AS d WHERE d.id = ?1 AND d.state = 'pending' AND d.lease_owner = ?2"
+)
+_INSERT_ATTEMPTS = (
     "INSERT INTO attempts (delivery_id, subscription_id, attempt_number, started_at, duration_ms, status_code,"
-    " response_excerpt, error, error_class, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " response_excerpt, error, error_class, outcome)"
+    " SELECT delivery_id, subscription_id, attempt_number, started_at, duration_ms, status_code, response_excerpt,"
+    " error, error_class, reported_outcome FROM temp.recorded_results ORDER BY position"
 )
-_MOVE_DELIVERY_ON = (
-    "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL,"
-    " finished_at = ?, last_status_code = ?, last_error = ? WHERE id = ?"
+_MOVE_DELIVERIES_ON = (
+    "UPDATE deliveries SET"
+    " state = CASE r.outcome WHEN 'retry' THEN 'pending' WHEN 'success' THEN 'succeeded' ELSE 'failed' END,"
+    " attempts = attempts + 1,"
+    " next_attempt_at = CASE WHEN r.outcome = 'retry' THEN :now + coalesce(r.retry_in_seconds, 0.0) END,"
+    " lease_owner = NULL, finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE :now END,"
+    " last_status_code = r.status_code, last_error = r.error"
+    # The unary + keeps the planner from scanning deliveries to probe recorded_results by delivery_id.
+    " FROM temp.recorded_results AS r WHERE deliveries.id = +r.delivery_id"
 )
-_TALLY_SUBSCRIPTION = (
-    "UPDATE subscriptions SET"
-    " consecutive_failures = CASE WHEN :reset THEN :failures ELSE consecutive_failures + :failures END,"
-    " failing_since = CASE WHEN :reset THEN :first_failure_at ELSE coalesce(failing_since, :first_failure_at) END,"
-    " last_attempt_at = :last_attempt_at, last_status_code = :last_status_code, last_error = :last_error"
-    " WHERE id = :id"
+# Per subscription: a success in the batch resets the counters to the failures after the last success;
+# retry and failed count one failure each (gone counts none); the last_* fields come from the latest attempt.
+_TALLY_SUBSCRIPTIONS = (
+    "WITH marks AS ("
+    "  SELECT subscription_id, max(position) AS last_position,"
+    "   max(CASE WHEN outcome = 'success' THEN position END) AS last_success_position"
+    "  FROM temp.recorded_results GROUP BY subscription_id"
+    " ), tallies AS ("
+    "  SELECT m.subscription_id, m.last_success_position IS NOT NULL AS reset, count(f.position) AS failures,"
+    "   min(f.started_at) AS first_failure_at, latest.started_at AS last_attempt_at,"
+    "   latest.status_code AS last_status_code, latest.error AS last_error"
+    "  FROM marks AS m JOIN temp.recorded_results AS latest ON latest.position = m.last_position"
+    "  LEFT JOIN temp.recorded_results AS f ON f.subscription_id = m.subscription_id"
+    "   AND f.outcome IN ('retry', 'failed') AND f.position > coalesce(m.last_success_position, 0)"
+    "  GROUP BY m.subscription_id"
+    " )"
+    " UPDATE subscriptions SET"
+    " consecutive_failures = CASE WHEN t.reset THEN t.failures ELSE consecutive_failures + t.failures END,"
+    " failing_since = CASE WHEN t.reset THEN t.first_failure_at ELSE coalesce(failing_since, t.first_failure_at) END,"
+    " last_attempt_at = t.last_attempt_at, last_status_code = t.last_status_code, last_error = t.last_error"
+    " FROM tallies AS t WHERE subscriptions.id = t.subscription_id"
+)
+# Subscriptions that failed in this batch after their last success in it (if any).
+_FAILED_IN_BATCH = (
+    "SELECT subscription_id FROM temp.recorded_results GROUP BY subscription_id"
+    " HAVING max(CASE WHEN outcome IN ('retry', 'failed') THEN position END)"
+    " > coalesce(max(CASE WHEN outcome = 'success' THEN position END), 0)"
 )
 _DELETE_FAILING_SUBSCRIPTIONS = (
     "UPDATE subscriptions SET deleted_at = ?, deleted_reason = 'too_many_failures'"
-    " WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
+    f" WHERE id IN ({_FAILED_IN_BATCH}) AND deleted_at IS NULL"
     " AND consecutive_failures >= ? AND failing_since IS NOT NULL AND failing_since <= ?"
     " RETURNING id"
 )
+_GONE_IN_BATCH = "SELECT subscription_id FROM temp.recorded_results WHERE outcome = 'gone'"
 _DELETE_GONE_SUBSCRIPTIONS = (
     "UPDATE subscriptions SET deleted_at = ?, deleted_reason = 'gone'"
-    " WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL"
+    f" WHERE id IN ({_GONE_IN_BATCH}) AND deleted_at IS NULL"
 )
-_CANCEL_PENDING_OF_SUBSCRIPTIONS = (
+# Cancel the pending deliveries of the subscriptions gone in this batch and of those it deleted for failing.
+_CANCEL_PENDING_OF_REMOVED = (
     "UPDATE deliveries SET state = 'cancelled', finished_at = ?, next_attempt_at = NULL, lease_owner = NULL"
-    " WHERE subscription_id IN (SELECT value FROM json_each(?)) AND state = 'pending'"
+    f" WHERE state = 'pending' AND subscription_id IN ({_GONE_IN_BATCH} UNION ALL SELECT value FROM json_each(?))"
 )
+_CLEAR_RECORDED_RESULTS = "DELETE FROM temp.recorded_results"
 
 _RELEASE_OWNER = (
     "UPDATE deliveries SET next_attempt_at = ?, lease_owner = NULL WHERE state = 'pending' AND lease_owner = ?"
@@ -204,15 +268,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA temp_store=MEMORY")  # recorded_results never touches the disk
+    connection.execute(_CREATE_RECORDED_RESULTS)
     return connection
 
 
 def _to_json(values: Collection[Any]) -> str:
     return json.dumps(list(values))
-
-
-def _clip(text: str | None, max_chars: int) -> str | None:
-    return text if text is None or len(text) <= max_chars else text[:max_chars]
 
 
 class SqliteQueue:
@@ -474,150 +536,65 @@ def _claim(
         rows = connection.execute(_CLAIM_SELECT_ALL, (now, limit)).fetchall()
     else:
         rows = connection.execute(_CLAIM_SELECT_EXCLUDING, (now, excluded_json, limit)).fetchall()
-    claimed: list[ClaimedDelivery] = []
-    orphaned: list[int] = []  # their subscription was deleted since they were queued
-    for (
-        delivery_id,
-        subscription_id,
-        deployment_id,
-        attempts_done,
-        retries_allowed,
-        event_id,
-        object_id,
-        resource_url,
-        created_at,
-        trigger_url,
-        content_type,
-        secret,
-        deleted_at,
-        standard_webhooks,
-    ) in rows:
-        if deleted_at is not None:
-            orphaned.append(delivery_id)
-            continue
-        claimed.append(
-            ClaimedDelivery(
-                delivery_id,
-                subscription_id,
-                deployment_id,
-                attempts_done,
-                event_id,
-                object_id,
-                resource_url,
-                trigger_url,
-                content_type,
-                secret,
-                bool(standard_webhooks),
-                created_at,
-                bool(retries_allowed),
-            )
+    # One comprehension, positional arguments: this runs on the writer thread, holding the GIL, per delivery.
+    claimed = [
+        ClaimedDelivery(
+            delivery_id,
+            subscription_id,
+            deployment_id,
+            attempts_done,
+            event_id,
+            object_id,
+            resource_url,
+            trigger_url,
+            content_type,
+            secret,
+            standard_webhooks != 0,
+            created_at,
+            retries_allowed != 0,
         )
+        for (
+            delivery_id,
+            subscription_id,
+            deployment_id,
+            attempts_done,
+            event_id,
+            object_id,
+            resource_url,
+            trigger_url,
+            content_type,
+            secret,
+            standard_webhooks,
+            created_at,
+            retries_allowed,
+            deleted_at,
+        ) in rows
+        if deleted_at is None
+    ]
+    if len(claimed) < len(rows):  # some subscriptions were deleted since their deliveries were queued
+        orphaned = [row[0] for row in rows if row[13] is not None]
+        connection.execute(_CANCEL_DELIVERIES, (now, _to_json(orphaned)))
     if claimed:
         leased_json = _to_json([delivery.delivery_id for delivery in claimed])
         connection.execute(_LEASE, (now + lease_seconds, owner, leased_json))
-    if orphaned:
-        connection.execute(_CANCEL_DELIVERIES, (now, _to_json(orphaned)))
     return claimed
-
-
-@dataclass(slots=True)
-class _SubscriptionTally:
-    """What one batch of results does to a subscription's failure counters and last-attempt fields."""
-
-    reset: bool = False
-    failures: int = 0
-    first_failure_at: float | None = None
-    last_attempt_at: float = float("-inf")
-    last_status_code: int | None = None
-    last_error: str | None = None
 
 
 def _record(connection: sqlite3.Connection, results: Sequence[AttemptResult], policy: FailurePolicy) -> None:
     now = time.time()
-    leases = {
-        delivery_id: (owner, subscription_id, bool(retries_allowed))
-        for delivery_id, owner, subscription_id, retries_allowed in connection.execute(
-            _SELECT_LEASES, (_to_json({result.delivery_id for result in results}),)
-        )
-    }
-    attempt_rows: list[tuple[Any, ...]] = []
-    delivery_rows: list[tuple[Any, ...]] = []
-    tallies: dict[str, _SubscriptionTally] = {}
-    gone: set[str] = set()
-    for result in sorted(results, key=lambda result: result.started_at):
-        lease = leases.get(result.delivery_id)
-        if lease is None or lease[0] != result.lease_owner:
-            continue  # the lease was lost (expired and claimed again, released, or the delivery cancelled)
-        del leases[result.delivery_id]  # one result per lease: a second one is ignored too
-        _, subscription_id, retries_allowed = lease
-        error = _clip(result.error, ERROR_MAX_CHARS)
-        attempt_rows.append(
-            (
-                result.delivery_id,
-                subscription_id,
-                result.attempt_number,
-                result.started_at,
-                result.duration_ms,
-                result.status_code,
-                result.response_excerpt,
-                error,
-                _clip(result.error_class, ERROR_CLASS_MAX_CHARS),
-                result.outcome,
-            )
-        )
-        outcome = result.outcome
-        if outcome == "retry" and not retries_allowed:
-            outcome = "failed"
-        if outcome == "retry":
-            due_at = now + (result.retry_in_seconds or 0.0)
-            delivery_rows.append(("pending", due_at, None, result.status_code, error, result.delivery_id))
-        else:
-            state = "succeeded" if outcome == "success" else "failed"
-            delivery_rows.append((state, None, now, result.status_code, error, result.delivery_id))
-        tally = tallies.setdefault(subscription_id, _SubscriptionTally())
-        if outcome == "success":
-            tally.reset, tally.failures, tally.first_failure_at = True, 0, None
-        elif outcome == "gone":
-            gone.add(subscription_id)
-        else:
-            tally.failures += 1
-            if tally.first_failure_at is None:
-                tally.first_failure_at = result.started_at
-        if result.started_at >= tally.last_attempt_at:
-            tally.last_attempt_at = result.started_at
-            tally.last_status_code = result.status_code
-            tally.last_error = error
-    if not attempt_rows:
-        return
-    connection.executemany(_INSERT_ATTEMPT, attempt_rows)
-    connection.executemany(_MOVE_DELIVERY_ON, delivery_rows)
-    connection.executemany(
-        _TALLY_SUBSCRIPTION,
-        [
-            {
-                "id": subscription_id,
-                "reset": tally.reset,
-                "failures": tally.failures,
-                "first_failure_at": tally.first_failure_at,
-                "last_attempt_at": tally.last_attempt_at,
-                "last_status_code": tally.last_status_code,
-                "last_error": tally.last_error,
-            }
-            for subscription_id, tally in tallies.items()
-        ],
-    )
-    removed = set(gone)
-    failing = [subscription_id for subscription_id, tally in tallies.items() if tally.failures]
-    if failing:
-        deleted = connection.execute(
-            _DELETE_FAILING_SUBSCRIPTIONS,
-            (now, _to_json(failing), policy.threshold, now - policy.window_seconds),
-        ).fetchall()
-        removed.update(subscription_id for (subscription_id,) in deleted)
-    if gone:
-        connection.execute(_DELETE_GONE_SUBSCRIPTIONS, (now, _to_json(gone)))
-    if removed:
-        connection.execute(_CANCEL_PENDING_OF_SUBSCRIPTIONS, (now, _to_json(removed)))
+    staged = connection.executemany(_STAGE_RESULT, map(_RESULT_FIELDS, sorted(results, key=_STARTED_AT)))
+    if staged.rowcount == 0:
+        return  # every lease was lost (expired and claimed again, released, or the delivery cancelled)
+    connection.execute(_INSERT_ATTEMPTS)
+    connection.execute(_MOVE_DELIVERIES_ON, {"now": now})
+    connection.execute(_TALLY_SUBSCRIPTIONS)
+    deleted = connection.execute(
+        _DELETE_FAILING_SUBSCRIPTIONS, (now, policy.threshold, now - policy.window_seconds)
+    ).fetchall()
+    connection.execute(_DELETE_GONE_SUBSCRIPTIONS, (now,))
+    deleted_json = _to_json([subscription_id for (subscription_id,) in deleted]) if deleted else "[]"
+    connection.execute(_CANCEL_PENDING_OF_REMOVED, (now, deleted_json))
+    connection.execute(_CLEAR_RECORDED_RESULTS)
 
 
 def _redeliver(connection: sqlite3.Connection, delivery_id: int) -> int | None:
