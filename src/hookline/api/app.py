@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, with_dispatcher: bool = True) -> FastAPI:
         version=__version__,
         description="Self-hosted webhooks, compatible with Accelo's webhooks API.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI would load its scripts from a CDN; /openapi.json is served
         redoc_url=None,
     )
     app.include_router(subscriptions.router)
