@@ -16,6 +16,7 @@ from hookline.domain import AttemptOutcome, AttemptResult, ClaimedDelivery, NewE
 from hookline.store import migrate, schema, urls
 from hookline.store.postgres_queue import PostgresQueue
 from hookline.store.queue import FailurePolicy
+from tests.integration import test_queue as queue_suite
 
 pytestmark = pytest.mark.postgres
 
@@ -140,18 +141,13 @@ def result_for(
     retry_in_seconds: float | None = None,
     started_at: float | None = None,
 ) -> AttemptResult:
-    return AttemptResult(
-        delivery_id=claimed.delivery_id,
-        subscription_id=claimed.subscription_id,
-        lease_owner=owner,
-        attempt_number=claimed.attempts_done + 1,
+    """The shared suite's result builder, with this module's defaults (a 200 started now)."""
+    return queue_suite.result_for(
+        claimed,
+        outcome,
+        owner=owner,
         started_at=started_at if started_at is not None else time.time(),
-        duration_ms=1.5,
         status_code=status_code,
-        response_excerpt="ok" if outcome == "success" else "nope",
-        error=None if outcome == "success" else f"HTTP {status_code}",
-        error_class=None if outcome == "success" else "HTTPStatus",
-        outcome=outcome,
         retry_in_seconds=retry_in_seconds,
     )
 
