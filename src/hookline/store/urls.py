@@ -23,9 +23,7 @@ def sqlite_path(database_url: str) -> Path:
 
 
 def async_url(database_url: str) -> str:
-    """The SQLAlchemy async URL: sqlite+aiosqlite or postgresql+psycopg."""
-    if is_sqlite(database_url):
-        return f"sqlite+aiosqlite:///{sqlite_path(database_url)}"
+    """The SQLAlchemy async URL of a PostgreSQL store (postgresql+psycopg); SQLite is reached synchronously."""
     return "postgresql+psycopg://" + _postgres_rest(database_url)
 
 
