@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from hookline.config import Settings
 from hookline.delivery.dispatcher import Dispatcher
 from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Sender
-from hookline.delivery.service import build_retry_policy
+from hookline.delivery.service import build_address_policy, build_retry_policy
 from hookline.delivery.ssrf import AddressPolicy
 from hookline.store import migrate, urls
 from hookline.store.database import Database
@@ -46,11 +44,6 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def worker_name() -> str:
-    """A lease owner name unique to this process: host, pid and a random tag."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{os.urandom(3).hex()}"
-
-
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, with_dispatcher: bool) -> AsyncIterator[Runtime]:
     """Start everything a process needs (the dispatcher and pruner too when asked), and stop it all after."""
@@ -62,7 +55,7 @@ async def running(settings: Settings, *, with_dispatcher: bool) -> AsyncIterator
         queue = open_queue(
             settings.database_url, FailurePolicy(settings.failure_threshold, settings.failure_window_seconds)
         )
-        address_policy = AddressPolicy(settings.ssrf_allow_networks)
+        address_policy = build_address_policy(settings)
         sender = Sender(settings, address_policy)
         await queue.open()
         await sender.open()
@@ -81,7 +74,7 @@ async def running(settings: Settings, *, with_dispatcher: bool) -> AsyncIterator
                     released = await queue.release_all()
                     if released:
                         log.info("released %d deliveries leased before a restart", released)
-                runtime.dispatcher = Dispatcher(queue, sender, settings, owner=worker_name())
+                runtime.dispatcher = Dispatcher(queue, sender, settings, retry_policy=runtime.retry_policy)
                 runtime.background.append(asyncio.create_task(runtime.dispatcher.run(), name="dispatcher"))
                 runtime.background.append(asyncio.create_task(prune_forever(queue, settings), name="pruner"))
             tune_gc()

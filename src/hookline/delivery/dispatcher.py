@@ -68,9 +68,7 @@ class Dispatcher:
         self.sender = sender
         self.settings = settings
         self.owner = owner or new_owner()
-        self.retry_policy = retry_policy or retry.RetryPolicy(
-            settings.retry_schedule_seconds, settings.retry_jitter, settings.retry_after_max_seconds
-        )
+        self.retry_policy = retry_policy or retry.RetryPolicy.from_settings(settings)
         self._clock = clock
         self._monotonic = monotonic
 

@@ -7,6 +7,10 @@ import email.utils
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hookline.config import Settings
 
 RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
 
@@ -31,6 +35,11 @@ class RetryPolicy:
         self.retry_after_max_seconds = retry_after_max_seconds
         self._random_fraction = random_fraction
         self._wall_clock = wall_clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The retry policy the settings describe (schedule, jitter, Retry-After bound)."""
+        return cls(settings.retry_schedule_seconds, settings.retry_jitter, settings.retry_after_max_seconds)
 
     @property
     def max_attempts(self) -> int:

@@ -29,7 +29,7 @@ class DispatchOutcome:
 
 def build_retry_policy(settings: config.Settings) -> RetryPolicy:
     """The retry policy the settings describe (schedule, jitter, Retry-After bound)."""
-    return RetryPolicy(settings.retry_schedule_seconds, settings.retry_jitter, settings.retry_after_max_seconds)
+    return RetryPolicy.from_settings(settings)
 
 
 def build_address_policy(settings: config.Settings) -> ssrf.AddressPolicy:
