@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from hookline.catalogue import Catalogue
@@ -17,6 +17,7 @@ from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Sender
 from hookline.delivery.service import build_address_policy, build_retry_policy
 from hookline.delivery.ssrf import AddressPolicy
+from hookline.domain import NewEvent, StoredEvent
 from hookline.store import migrate, urls
 from hookline.store.database import Database
 from hookline.store.queue import DeliveryQueue, FailurePolicy
@@ -42,6 +43,13 @@ class Runtime:
     retry_policy: RetryPolicy
     dispatcher: Dispatcher | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def ingest(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Store events and their deliveries durably; through this process's dispatcher when it runs one."""
+        window = self.settings.idempotency_window_seconds
+        if self.dispatcher is not None:
+            return await self.dispatcher.ingest(events, window)
+        return await self.queue.ingest(events, window)
 
 
 @contextlib.asynccontextmanager

@@ -358,6 +358,26 @@ async def test_new_work_is_delivered_without_waiting_for_the_poll(
     assert latency < 1.0, f"{latency:.3f} s from ingest to arrival"
 
 
+async def test_an_ingest_while_idle_leases_its_deliveries_to_the_dispatcher_in_the_same_commit(
+    queue: DeliveryQueue, seeder: Seeder, receiver: Receiver
+) -> None:
+    tenant = tenant_of(seeder)
+    for _ in range(3):
+        seeder.subscription(tenant.deployment_id, tenant.user_id, trigger_url=receiver.url("/ok"))
+    # Polling every 30 s: only the lease handed over with the ingest can deliver these within the test.
+    async with running_dispatcher(queue, dispatcher_settings(poll_interval_seconds=30.0)) as dispatcher:
+        await asyncio.sleep(0.2)  # idle: the claim loop sleeps on the new-work signal
+        queue.work_available.clear()
+        [stored] = await dispatcher.ingest([tenant.event()], 3600.0)
+        leased = seeder.deliveries()
+        assert stored.deliveries == 3
+        assert {row["lease_owner"] for row in leased} == {dispatcher.owner}  # leased by the ingest's own commit
+        assert not queue.work_available.is_set()  # nothing left over: other dispatchers need not wake
+        await eventually(lambda: {row["state"] for row in seeder.deliveries()} == {"succeeded"}, limit_seconds=5.0)
+    assert len(receiver.requests) == 3
+    assert dispatcher.in_flight == 0
+
+
 async def test_loopback_is_refused_by_default_and_the_attempt_log_says_why(
     queue: DeliveryQueue, seeder: Seeder, receiver: Receiver
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from hookline.domain import AttemptOutcome, AttemptResult, ClaimedDelivery, NewEvent
 from hookline.store import urls
-from hookline.store.queue import DeliveryQueue, FailurePolicy
+from hookline.store.queue import DeliveryQueue, FailurePolicy, LeaseOffer
 from hookline.store.queues import open_queue
 from hookline.store.sqlite_queue import DispatcherAlreadyRunning, SqliteQueue, acquire_dispatcher_lock
 from tests.integration.seed import Seeder
@@ -257,6 +257,36 @@ async def test_a_repeated_idempotency_key_within_the_window_answers_the_original
     assert seeder.count("deliveries") == 2
 
 
+async def test_concurrent_ingests_each_answer_their_own_events_in_order(
+    queue: DeliveryQueue, seeder: Seeder, tenant: Tenant
+) -> None:
+    seeder.subscription(tenant.deployment_id, tenant.user_id)
+    batches = [
+        [new_event(tenant, object_id=f"{batch}-{index}") for index in range(batch % 3 + 1)] for batch in range(12)
+    ]
+
+    answers = await asyncio.gather(*(queue.ingest(batch, WINDOW_SECONDS) for batch in batches))
+
+    for batch, stored in zip(batches, answers, strict=True):
+        assert [event.object_id for event in stored] == [event.object_id for event in batch]
+        assert all(event.deliveries == 1 and not event.duplicate for event in stored)
+    assert len(seeder.deliveries()) == sum(len(batch) for batch in batches)
+
+
+async def test_concurrent_ingests_with_one_idempotency_key_store_one_event(
+    queue: DeliveryQueue, seeder: Seeder, tenant: Tenant
+) -> None:
+    seeder.subscription(tenant.deployment_id, tenant.user_id)
+
+    answers = await asyncio.gather(
+        *(queue.ingest([new_event(tenant, idempotency_key="only-once")], WINDOW_SECONDS) for _ in range(8))
+    )
+
+    assert len({stored.id for [stored] in answers}) == 1
+    assert sorted(stored.duplicate for [stored] in answers) == [False] + [True] * 7
+    assert len(seeder.deliveries()) == 1
+
+
 async def test_idempotency_keys_belong_to_one_deployment(queue: DeliveryQueue, seeder: Seeder, tenant: Tenant) -> None:
     other_deployment = seeder.deployment()
     other = Tenant(other_deployment, seeder.user(other_deployment))
@@ -318,6 +348,58 @@ async def test_claim_skips_the_excluded_subscriptions(queue: DeliveryQueue, seed
 
     assert [delivery.subscription_id for delivery in claimed] == [idle] * 3
     assert {delivery.subscription_id for delivery in await claim_all(queue)} == {busy}
+
+
+async def test_ingest_and_lease_leases_the_new_deliveries_in_the_same_commit_within_the_offer(
+    queue: DeliveryQueue, seeder: Seeder, tenant: Tenant
+) -> None:
+    subscriptions = [seeder.subscription(tenant.deployment_id, tenant.user_id) for _ in range(3)]
+    queue.work_available.clear()
+
+    [stored], leased = await queue.ingest_and_lease([new_event(tenant)], WINDOW_SECONDS, LeaseOffer(OWNER, 10, 600.0))
+
+    assert stored.deliveries == 3
+    assert sorted(delivery.subscription_id for delivery in leased) == sorted(subscriptions)
+    assert {row["lease_owner"] for row in seeder.deliveries()} == {OWNER}
+    assert not queue.work_available.is_set()  # all of it leased: no other dispatcher needs to wake
+    assert await claim_all(queue, OTHER_OWNER) == []
+
+
+async def test_ingest_and_lease_leaves_the_rest_beyond_the_limit_or_excluded_and_wakes_for_it(
+    queue: DeliveryQueue, seeder: Seeder, tenant: Tenant
+) -> None:
+    busy = seeder.subscription(tenant.deployment_id, tenant.user_id)
+    idle = seeder.subscription(tenant.deployment_id, tenant.user_id)
+    offer = LeaseOffer(OWNER, 2, 600.0, excluded_subscription_ids=(busy,))
+    queue.work_available.clear()
+
+    stored, leased = await queue.ingest_and_lease(
+        [new_event(tenant, object_id=str(number)) for number in range(3)], WINDOW_SECONDS, offer
+    )
+
+    assert [event.deliveries for event in stored] == [2, 2, 2]
+    assert [(delivery.subscription_id, delivery.object_id) for delivery in leased] == [(idle, "0"), (idle, "1")]
+    assert queue.work_available.is_set()
+    left = await claim_all(queue, OTHER_OWNER)
+    assert sorted((delivery.subscription_id, delivery.object_id) for delivery in left) == sorted(
+        [(busy, "0"), (busy, "1"), (busy, "2"), (idle, "2")]
+    )
+
+
+async def test_ingest_and_lease_of_a_duplicate_leases_nothing(
+    queue: DeliveryQueue, seeder: Seeder, tenant: Tenant
+) -> None:
+    seeder.subscription(tenant.deployment_id, tenant.user_id)
+    [original] = await queue.ingest([new_event(tenant, idempotency_key="once")], WINDOW_SECONDS)
+    await claim_all(queue)
+
+    [again], leased = await queue.ingest_and_lease(
+        [new_event(tenant, idempotency_key="once")], WINDOW_SECONDS, LeaseOffer(OTHER_OWNER, 10, 600.0)
+    )
+
+    assert (again.id, again.duplicate) == (original.id, True)
+    assert leased == []
+    assert {row["lease_owner"] for row in seeder.deliveries()} == {OWNER}
 
 
 async def test_a_leased_delivery_is_not_claimed_again_until_its_lease_expires(
@@ -674,7 +756,7 @@ async def test_next_due_at_and_pending_count_follow_the_queue(
     queue: DeliveryQueue, seeder: Seeder, tenant: Tenant
 ) -> None:
     seeder.subscription(tenant.deployment_id, tenant.user_id)
-    assert (await queue.next_due_at(), await queue.pending_count()) == (None, 0)
+    assert (await queue.next_due_at(), await queue.seconds_until_due(), await queue.pending_count()) == (None, None, 0)
     before = await queue.now()
 
     await queue.ingest([new_event(tenant), new_event(tenant)], WINDOW_SECONDS)
@@ -686,6 +768,7 @@ async def test_next_due_at_and_pending_count_follow_the_queue(
     leased_until = await queue.next_due_at()
     assert leased_until is not None
     assert leased_until == pytest.approx(before + 600.0, abs=5.0)
+    assert await queue.seconds_until_due() == pytest.approx(600.0, abs=5.0)
     assert await queue.pending_count() == 2
 
 

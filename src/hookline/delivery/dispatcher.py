@@ -11,6 +11,10 @@ Shape of the loop:
   of claims, so one slow receiver cannot fill the buffer either. A parked delivery that could no longer
   finish inside its lease is not sent: its lease runs out and it is claimed again later, never sent twice
   at once.
+- An ingest made through `ingest()` carries a lease offer: the deliveries it fans out (and any others due)
+  are leased to this dispatcher in the ingest's own commit and handed straight to the workers, without a
+  wake-up and a claim round trip (the latency path). At most MAX_OFFERS ingests lease at once, each up to the
+  free room, so the buffer overfills by a bounded amount; the rest ingest plainly and wake the claim loop.
 - One recorder task writes results: whatever accumulated while the previous `queue.record` ran is the next
   batch (group commit without a timer window).
 """
@@ -25,12 +29,13 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hookline import config, domain
 from hookline.delivery import attempt, retry
 from hookline.delivery.sender import Sender, SendResult
-from hookline.store.queue import DeliveryQueue
+from hookline.domain import StoredEvent
+from hookline.store.queue import DeliveryQueue, LeaseOffer
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,9 @@ PARKED_PER_BUFFER = 4  # deliveries waiting for a busy subscription, at most thi
 DUE_RECHECK_SECONDS = 0.05  # the earliest due row is due already but was not claimable (its subscription is busy)
 CLAIM_ERROR_BACKOFF_SECONDS = 1.0
 RECORD_ATTEMPTS = 3
+# Ingests leasing at once: each may lease up to the free room, so the buffer may overfill by (this - 1) offers.
+MAX_OFFERS = 8
+OFFERS_SETTLE_TIMEOUT_SECONDS = 10.0  # at stop, how long to wait for ingests holding a lease offer
 RECORD_RETRY_DELAY_SECONDS = 0.5
 OWNER_HOST_MAX_CHARS = 40
 
@@ -84,6 +92,9 @@ class Dispatcher:
         self._slots_taken: dict[str, int] = {}  # per subscription: deliveries ready or in flight
         self._parked_by_subscription: dict[str, collections.deque[_Claimed]] = {}
         self._outstanding = 0  # claimed and not finished: ready, in flight or parked
+        self._offers = 0  # ingests in progress that may lease deliveries to this dispatcher
+        self._offers_settled = asyncio.Event()
+        self._offers_settled.set()
         self._parked = 0
         self._gone_subscriptions: set[str] = set()
         self._idle_workers: list[asyncio.Future[None]] = []
@@ -139,7 +150,7 @@ class Dispatcher:
     async def _claim_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()  # cleared before the checks below, so a change made after them still wakes us
-            free = self._buffer_limit - (self._outstanding - self._parked)
+            free = self._free_room()
             if free < self._refill_at_free or self._parked >= self._parked_limit:
                 await self._wait_for_wake(None, include_new_work=False)  # full: only finishing work frees room
                 continue
@@ -162,6 +173,10 @@ class Dispatcher:
                 continue
             await self._wait_for_wake(await self._seconds_until_due(), include_new_work=True)
 
+    def _free_room(self) -> int:
+        """How many more deliveries may be claimed: the buffer less those ready or in flight."""
+        return self._buffer_limit - (self._outstanding - self._parked)
+
     def _busy_subscriptions(self) -> list[str]:
         """Subscriptions whose slots are all taken: claiming more of theirs now would only park them."""
         cap = self._per_subscription_cap
@@ -171,10 +186,9 @@ class Dispatcher:
         """How long to sleep when the last claim came back short: until the next due row, at most a poll interval."""
         poll_seconds = self.settings.poll_interval_seconds
         try:
-            next_due_at = await self.queue.next_due_at()
-            if next_due_at is None:
+            until_due = await self.queue.seconds_until_due()
+            if until_due is None:
                 return poll_seconds
-            until_due = next_due_at - await self.queue.now()
         except Exception:
             logger.exception("reading the next due time failed")
             return poll_seconds
@@ -200,6 +214,48 @@ class Dispatcher:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    # Ingesting with a lease offer --------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[domain.NewEvent], idempotency_window_seconds: float) -> list[StoredEvent]:
+        """Store events like `queue.ingest`, leasing their deliveries to this dispatcher in the same commit."""
+        offer = self._lease_offer()
+        if offer is None:
+            return await self.queue.ingest(events, idempotency_window_seconds)
+        claimed_at = self._monotonic()
+        ingesting = asyncio.ensure_future(self.queue.ingest_and_lease(events, idempotency_window_seconds, offer))
+        # Settled even if the caller is cancelled: the leased deliveries must reach the workers either way.
+        ingesting.add_done_callback(lambda done: self._take_offered(offer, done, claimed_at))
+        stored, _leased = await asyncio.shield(ingesting)
+        return stored
+
+    def _lease_offer(self) -> LeaseOffer | None:
+        """An offer of this dispatcher's free room to an ingest; None when stopping, full or offers are many."""
+        if self._stopping or self._offers >= MAX_OFFERS or self._parked >= self._parked_limit:
+            return None
+        limit = min(self.settings.claim_batch_size, self._free_room())
+        if limit <= 0:
+            return None
+        self._offers += 1
+        self._offers_settled.clear()
+        return LeaseOffer(self.owner, limit, self.settings.lease_seconds, tuple(self._busy_subscriptions()))
+
+    def _take_offered(
+        self,
+        offer: LeaseOffer,
+        ingesting: asyncio.Future[tuple[list[StoredEvent], list[domain.ClaimedDelivery]]],
+        claimed_at: float,
+    ) -> None:
+        self._offers -= 1
+        if not self._offers:
+            self._offers_settled.set()
+        if ingesting.cancelled() or ingesting.exception() is not None:
+            return  # nothing was committed, so nothing was leased
+        if self._stopping:
+            return  # the final release hands them back (it waits for offers to settle)
+        _stored, leased = ingesting.result()
+        for claimed in leased:
+            self._take(claimed, claimed_at)
 
     # Scheduling: slots per subscription, a ready queue, a pool of workers --------------------------------
 
@@ -293,7 +349,7 @@ class Dispatcher:
             self._gone_subscriptions.discard(subscription_id)
         if (
             taken == self._per_subscription_cap - 1  # a busy subscription became claimable
-            or self._buffer_limit - (self._outstanding - self._parked) == self._refill_at_free  # room for a batch
+            or self._free_room() == self._refill_at_free  # room for a batch
         ):
             self._wake.set()
 
@@ -340,6 +396,8 @@ class Dispatcher:
         if self._results:  # the recorder died; write what is left directly
             batch, self._results = self._results, []
             await self._record(batch)
+        with contextlib.suppress(TimeoutError):  # ingests still in progress may lease deliveries to us
+            await asyncio.wait_for(self._offers_settled.wait(), OFFERS_SETTLE_TIMEOUT_SECONDS)
         try:
             released = await self.queue.release(self.owner)
         except Exception:

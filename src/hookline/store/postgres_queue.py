@@ -12,6 +12,7 @@ Lock order, to keep concurrent writers free of deadlocks: a subscription row bef
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -24,7 +25,7 @@ import psycopg_pool
 from psycopg.rows import TupleRow
 
 from hookline.domain import AttemptResult, ClaimedDelivery, NewEvent, StoredEvent
-from hookline.store.queue import NOTIFY_CHANNEL, FailurePolicy
+from hookline.store.queue import NOTIFY_CHANNEL, FailurePolicy, LeaseOffer
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,13 @@ Connection = psycopg.AsyncConnection[TupleRow]
 
 DEFAULT_MIN_POOL_SIZE = 2
 DEFAULT_MAX_POOL_SIZE = 10
+HOT_POOL_SIZE = 3  # the ingest writer, the result writer and the claimer
 # How long open() waits for the server, and an operation for a pooled connection (a restart takes seconds).
 CONNECT_TIMEOUT_SECONDS = 15.0
 LISTEN_BACKOFF_MIN_SECONDS = 0.1
 LISTEN_BACKOFF_MAX_SECONDS = 5.0
 MAX_RESULTS_PER_COMMIT = 5000
+MAX_EVENTS_PER_INGEST_COMMIT = 5000  # a bigger group waits for the next commit
 LAST_ERROR_MAX_CHARS = 300
 ERROR_CLASS_MAX_CHARS = 64
 # TCP keepalives, so a connection to a vanished server (no FIN) is noticed within ~25 s.
@@ -60,6 +63,7 @@ SESSION_SETTINGS_SQL = (
     "SET jit = off; SET enable_bitmapscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off"
 )
 HASH_JOINS_FOR_THIS_TRANSACTION_SQL = "SELECT set_config('enable_hashjoin', 'on', true)"
+NO_HASH_JOINS_FOR_THIS_TRANSACTION_SQL = "SELECT set_config('enable_hashjoin', 'off', true)"
 
 # The database's clock, fixed for one statement.
 NOW = "extract(epoch from statement_timestamp())::float8"
@@ -244,6 +248,7 @@ RETURNING id
 """
 
 NEXT_DUE_SQL = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+SECONDS_UNTIL_DUE_SQL = f"SELECT min(next_attempt_at) - {NOW} FROM deliveries WHERE state = 'pending'"
 PENDING_COUNT_SQL = "SELECT count(*) FROM deliveries WHERE state = 'pending'"
 
 CANCEL_PENDING_SQL = f"""
@@ -283,6 +288,42 @@ WHERE e.id IN (
     LIMIT %s
 )
 """
+
+
+_Ingested = tuple[list[StoredEvent], list[ClaimedDelivery]]
+
+
+@dataclass(slots=True)
+class _IngestRequest:
+    """Events waiting for the ingest writer, with the lease offer they carry and the future their caller awaits."""
+
+    events: Sequence[NewEvent]
+    window_seconds: float
+    offer: LeaseOffer | None
+    done: asyncio.Future[_Ingested]
+
+
+def _owner(offer: LeaseOffer | None) -> str | None:
+    return None if offer is None else offer.owner
+
+
+def _combined_offer(offers: Iterable[LeaseOffer | None]) -> LeaseOffer | None:
+    """One offer for a group's transaction: each offer was the whole free room, so the largest; every exclusion."""
+    made = [offer for offer in offers if offer is not None]
+    if not made:
+        return None
+    excluded = sorted({subscription_id for offer in made for subscription_id in offer.excluded_subscription_ids})
+    return LeaseOffer(made[0].owner, max(offer.limit for offer in made), made[0].lease_seconds, tuple(excluded))
+
+
+def _settle(done: asyncio.Future[_Ingested], outcome: _Ingested | BaseException) -> None:
+    """Resolve a caller's future with its outcome or error, unless the caller was cancelled meanwhile."""
+    if done.done():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
 
 
 @dataclass(slots=True)
@@ -338,6 +379,22 @@ async def _configure_session(connection: Connection) -> None:
     await connection.execute(SESSION_SETTINGS_SQL)
 
 
+def _new_pool(
+    conninfo: str, min_size: int, max_size: int, timeout_seconds: float, name: str
+) -> psycopg_pool.AsyncConnectionPool[Connection]:
+    """A connection pool (opened later) whose connections carry the OLTP session settings."""
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        kwargs=CONNECTION_KWARGS,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout_seconds,
+        configure=_configure_session,
+        open=False,
+        name=name,
+    )
+
+
 def _describe(conninfo: str) -> str:
     """Where a conninfo points, without its password."""
     try:
@@ -369,20 +426,16 @@ class PostgresQueue:
         self._conninfo = conninfo
         self._connect_timeout_seconds = connect_timeout_seconds
         self._policy = policy
-        self._pool = psycopg_pool.AsyncConnectionPool(
-            conninfo,
-            kwargs=CONNECTION_KWARGS,
-            min_size=min_pool_size,
-            max_size=max_pool_size,
-            timeout=connect_timeout_seconds,
-            configure=_configure_session,
-            open=False,
-            name="hookline",
-        )
+        self._pool = _new_pool(conninfo, min_pool_size, max_pool_size, connect_timeout_seconds, "hookline")
+        # The writers' and the claimer's own connections: never queued behind the API's requests.
+        self._hot_pool = _new_pool(conninfo, HOT_POOL_SIZE, HOT_POOL_SIZE, connect_timeout_seconds, "hookline-hot")
         self.work_available = asyncio.Event()
         self._pending_results: list[tuple[Sequence[AttemptResult], asyncio.Future[None]]] = []
         self._results_arrived = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
+        self._pending_ingests: collections.deque[_IngestRequest] = collections.deque()
+        self._ingests_arrived = asyncio.Event()
+        self._ingest_writer_task: asyncio.Task[None] | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._closing = False
@@ -397,6 +450,7 @@ class PostgresQueue:
         self._closing = False
         try:
             await self._pool.open(wait=True, timeout=self._connect_timeout_seconds)
+            await self._hot_pool.open(wait=True, timeout=self._connect_timeout_seconds)
         except psycopg_pool.PoolTimeout as exc:
             await self._pool.close()  # stop its reconnection attempts: the caller gives up on this queue
             raise psycopg.OperationalError(
@@ -404,6 +458,8 @@ class PostgresQueue:
                 f" {self._connect_timeout_seconds:g} s; is the server running and the database URL right?"
             ) from exc
         self._writer_task = asyncio.create_task(self._write_results_forever(), name="hookline-pg-writer")
+        self._ingests_arrived = asyncio.Event()
+        self._ingest_writer_task = asyncio.create_task(self._write_ingests_forever(), name="hookline-pg-ingester")
         self._listener_task = asyncio.create_task(self._listen_forever(), name="hookline-pg-listener")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listening.wait(), self._connect_timeout_seconds)
@@ -412,6 +468,10 @@ class PostgresQueue:
         """Flush results still waiting for a commit, stop listening and close every connection."""
         self._closing = True
         self._results_arrived.set()
+        self._ingests_arrived.set()
+        if self._ingest_writer_task is not None:
+            await self._ingest_writer_task
+            self._ingest_writer_task = None
         if self._writer_task is not None:
             await self._writer_task
             self._writer_task = None
@@ -421,6 +481,7 @@ class PostgresQueue:
                 await self._listener_task
             self._listener_task = None
         await self._pool.close()
+        await self._hot_pool.close()
 
     # -- connections -----------------------------------------------------------------------------------
 
@@ -429,32 +490,34 @@ class PostgresQueue:
         operation: Callable[[Connection, _CommitProgress], Awaitable[T]],
         *,
         idempotent: bool,
+        hot: bool = False,
     ) -> T:
         """Run `operation` on a pooled connection; once more on a fresh one if the connection failed.
 
         A non-idempotent operation is retried only when its transaction never reached COMMIT.
         """
+        pool = self._hot_pool if hot else self._pool
         progress = _CommitProgress()
         try:
-            async with self._pool.connection() as connection:
+            async with pool.connection() as connection:
                 return await operation(connection, progress)
         except psycopg.Error as exc:
             if not _retriable(exc) or (progress.commit_sent and not idempotent):
                 raise
             logger.warning("PostgreSQL operation failed (%s: %s); retrying once", type(exc).__name__, exc)
         # Other idle connections may be dead too (a server restart kills them all): weed them out first.
-        await self._pool.check()
-        async with self._pool.connection() as connection:
+        await pool.check()
+        async with pool.connection() as connection:
             return await operation(connection, _CommitProgress())
 
-    async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+    async def _fetch_one(self, sql: str, params: Sequence[Any] = (), *, hot: bool = False) -> tuple[Any, ...]:
         async def fetch(connection: Connection, _progress: _CommitProgress) -> tuple[Any, ...]:
             cursor = await connection.execute(sql, params)
             row = await cursor.fetchone()
             assert row is not None  # aggregate queries always answer one row
             return row
 
-        return await self._run(fetch, idempotent=True)
+        return await self._run(fetch, idempotent=True, hot=hot)
 
     # -- the clock and counts --------------------------------------------------------------------------
 
@@ -468,6 +531,11 @@ class PostgresQueue:
         (due_at,) = await self._fetch_one(NEXT_DUE_SQL)
         return None if due_at is None else float(due_at)
 
+    async def seconds_until_due(self) -> float | None:
+        """How long until the earliest pending delivery falls due (<= 0: due now), by the database's clock."""
+        (seconds,) = await self._fetch_one(SECONDS_UNTIL_DUE_SQL, hot=True)
+        return None if seconds is None else float(seconds)
+
     async def pending_count(self) -> int:
         """How many deliveries are pending (due or not, leased or not)."""
         (count,) = await self._fetch_one(PENDING_COUNT_SQL)
@@ -477,8 +545,90 @@ class PostgresQueue:
 
     async def ingest(self, events: Sequence[NewEvent], idempotency_window_seconds: float) -> list[StoredEvent]:
         """Store events and fan them out in one transaction; a live idempotency key answers its original."""
+        stored, _ = await self._ingest(events, idempotency_window_seconds, None)
+        return stored
+
+    async def ingest_and_lease(
+        self, events: Sequence[NewEvent], idempotency_window_seconds: float, offer: LeaseOffer
+    ) -> tuple[list[StoredEvent], list[ClaimedDelivery]]:
+        """`ingest`, and in the same transaction lease due deliveries to the offering dispatcher."""
+        return await self._ingest(events, idempotency_window_seconds, offer)
+
+    async def _ingest(
+        self, events: Sequence[NewEvent], idempotency_window_seconds: float, offer: LeaseOffer | None
+    ) -> tuple[list[StoredEvent], list[ClaimedDelivery]]:
+        """Hand the events to the ingest writer; returns once the commit that holds them is done."""
         if not events:
-            return []
+            return [], []
+        if self._closing or self._ingest_writer_task is None:
+            raise RuntimeError("the queue is closed")
+        done: asyncio.Future[_Ingested] = asyncio.get_running_loop().create_future()
+        self._pending_ingests.append(_IngestRequest(events, idempotency_window_seconds, offer, done))
+        self._ingests_arrived.set()
+        return await done
+
+    async def _write_ingests_forever(self) -> None:
+        """The one ingest writer: commits the requests that accumulated while its previous commit ran, together."""
+        while True:
+            await self._ingests_arrived.wait()
+            self._ingests_arrived.clear()
+            while self._pending_ingests:
+                group = [request for request in self._take_ingest_group() if not request.done.done()]
+                if not group:
+                    continue
+                try:
+                    outcomes = await self._ingest_together(group)
+                except Exception as exc:
+                    if len(group) == 1:
+                        _settle(group[0].done, exc)
+                        continue
+                    # One request's trouble must not fail the others: each goes again on its own.
+                    for request in group:
+                        try:
+                            [outcome] = await self._ingest_together([request])
+                        except Exception as alone:
+                            _settle(request.done, alone)
+                        else:
+                            _settle(request.done, outcome)
+                else:
+                    for request, outcome in zip(group, outcomes, strict=True):
+                        _settle(request.done, outcome)
+            if self._closing and not self._pending_ingests:
+                return
+
+    def _take_ingest_group(self) -> list[_IngestRequest]:
+        """The oldest pending requests that can share one transaction: same window and lease owner, bounded."""
+        first = self._pending_ingests.popleft()
+        group = [first]
+        events = len(first.events)
+        while self._pending_ingests and events < MAX_EVENTS_PER_INGEST_COMMIT:
+            candidate = self._pending_ingests[0]
+            if candidate.window_seconds != first.window_seconds or _owner(candidate.offer) not in (
+                _owner(first.offer),
+                None,
+            ):
+                break
+            group.append(self._pending_ingests.popleft())
+            events += len(candidate.events)
+        return group
+
+    async def _ingest_together(self, group: list[_IngestRequest]) -> list[_Ingested]:
+        """Ingest the group's events in one transaction; the deliveries leased go to the first offer's request."""
+        events = [event for request in group for event in request.events]
+        offer = _combined_offer([request.offer for request in group])
+        stored, leased = await self._ingest_in_one_transaction(events, group[0].window_seconds, offer)
+        outcomes: list[_Ingested] = []
+        start = 0
+        leased_to = next((index for index, request in enumerate(group) if request.offer is not None), None)
+        for index, request in enumerate(group):
+            end = start + len(request.events)
+            outcomes.append((stored[start:end], leased if index == leased_to else []))
+            start = end
+        return outcomes
+
+    async def _ingest_in_one_transaction(
+        self, events: Sequence[NewEvent], idempotency_window_seconds: float, offer: LeaseOffer | None
+    ) -> _Ingested:
         keyed = [event for event in events if event.idempotency_key is not None]
         key_deployments = _int_array([event.deployment_id for event in keyed])
         key_values = _text_array([event.idempotency_key for event in keyed])
@@ -493,8 +643,20 @@ class PostgresQueue:
             _text_array([event.only_subscription_id for event in events]),
         )
 
-        async def store(connection: Connection, progress: _CommitProgress) -> list[StoredEvent]:
-            # Pipelined: BEGIN and the inserts in one round trip, NOTIFY and COMMIT in another.
+        claim_params = None
+        if offer is not None:
+            claim_params = {
+                "excluded": _text_array(offer.excluded_subscription_ids),
+                "limit": offer.limit,
+                "owner": offer.owner,
+                "lease": offer.lease_seconds,
+            }
+
+        async def store(
+            connection: Connection, progress: _CommitProgress
+        ) -> tuple[list[StoredEvent], list[ClaimedDelivery]]:
+            # Pipelined: BEGIN, the inserts (and the lease) in one round trip, NOTIFY and COMMIT in another.
+            leased: list[ClaimedDelivery] = []
             async with connection.pipeline(), connection.transaction():
                 await connection.execute(HASH_JOINS_FOR_THIS_TRANSACTION_SQL)
                 if keyed:
@@ -502,7 +664,13 @@ class PostgresQueue:
                         RELEASE_EXPIRED_KEYS_SQL, (key_deployments, key_values, idempotency_window_seconds)
                     )
                 cursor = await connection.execute(INGEST_SQL, ingest_params)
+                claiming = None
+                if claim_params is not None:
+                    await connection.execute(NO_HASH_JOINS_FOR_THIS_TRANSACTION_SQL)  # the claim's plan: see above
+                    claiming = await connection.execute(CLAIM_SQL, claim_params)
                 rows = await cursor.fetchall()
+                if claiming is not None:
+                    leased = [ClaimedDelivery(*row) for row in await claiming.fetchall()]
                 originals: dict[tuple[int, str], StoredEvent] = {}
                 if any(row[1] is None for row in rows):
                     cursor = await connection.execute(ORIGINALS_SQL, (key_deployments, key_values))
@@ -511,15 +679,16 @@ class PostgresQueue:
                         originals[(deployment_id, key)] = StoredEvent(
                             row_id, event_id, object_id, url, created_at, count, duplicate=True
                         )
-                if any(row[3] for row in rows):
+                if any(row[3] for row in rows) and (offer is None or offer.may_leave_work(len(leased))):
                     await connection.execute(NOTIFY_SQL)
                 progress.commit_sent = True
-            return self._stored_events(events, rows, originals)
+            return self._stored_events(events, rows, originals), leased
 
-        stored = await self._run(store, idempotent=False)
-        if any(event.deliveries and not event.duplicate for event in stored):
+        stored, leased = await self._run(store, idempotent=False, hot=True)
+        fanned_out = any(event.deliveries and not event.duplicate for event in stored)
+        if fanned_out and (offer is None or offer.may_leave_work(len(leased))):
             self.work_available.set()
-        return stored
+        return stored, leased
 
     @staticmethod
     def _stored_events(
@@ -577,7 +746,7 @@ class PostgresQueue:
             return [ClaimedDelivery(*row) for row in await cursor.fetchall()]
 
         # Idempotent enough: rows leased by a claim whose answer was lost come back when the lease expires.
-        return await self._run(lease, idempotent=True)
+        return await self._run(lease, idempotent=True, hot=True)
 
     async def record(self, results: Sequence[AttemptResult]) -> None:
         """Hand results to the writer; returns once the commit that holds them is done."""
@@ -604,7 +773,7 @@ class PostgresQueue:
 
                 try:
                     # Fenced on the lease: applying a batch twice changes nothing, so a retry is safe.
-                    await self._run(commit, idempotent=True)
+                    await self._run(commit, idempotent=True, hot=True)
                 except Exception as exc:
                     logger.exception("could not record %d attempt results", len(waiting))
                     for _, committed in waiting:

@@ -25,6 +25,24 @@ class FailurePolicy:
     window_seconds: float = 86400.0
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseOffer:
+    """A waiting dispatcher's offer to take due deliveries leased in the same commit as an ingest.
+
+    The deliveries an ingest fans out reach that dispatcher with the commit itself, without a wake-up
+    and a claim of their own (the lowest-latency path); `limit` is the room the dispatcher has.
+    """
+
+    owner: str
+    limit: int
+    lease_seconds: float
+    excluded_subscription_ids: tuple[str, ...] = ()
+
+    def may_leave_work(self, leased: int) -> bool:
+        """Whether due deliveries may be left after leasing `leased` for this offer (other dispatchers must wake)."""
+        return leased >= self.limit or bool(self.excluded_subscription_ids)
+
+
 class DeliveryQueue(Protocol):
     """Durable, leased, at-least-once queue of deliveries."""
 
@@ -48,6 +66,15 @@ class DeliveryQueue(Protocol):
         narrows the fan-out to that subscription. An idempotency key seen within the window for the same
         deployment answers the original event with `duplicate=True` and creates nothing.
         Returns one StoredEvent per input, in order, and wakes the dispatchers.
+        """
+
+    async def ingest_and_lease(
+        self, events: Sequence[NewEvent], idempotency_window_seconds: float, offer: LeaseOffer
+    ) -> tuple[list[StoredEvent], list[ClaimedDelivery]]:
+        """`ingest`, and in the same commit lease due deliveries (oldest first) as `claim` would for the offer.
+
+        Other dispatchers are woken only when due deliveries may be left over (the offer's limit was reached,
+        or it excluded subscriptions).
         """
 
     async def enqueue_leased(
@@ -85,6 +112,9 @@ class DeliveryQueue(Protocol):
 
     async def next_due_at(self) -> float | None:
         """When the earliest pending delivery falls due, or None when nothing is pending."""
+
+    async def seconds_until_due(self) -> float | None:
+        """Seconds until the earliest pending delivery falls due (<= 0: due now), by the queue's clock, or None."""
 
     async def pending_count(self) -> int:
         """How many deliveries are pending (due or not, leased or not)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hookline.domain import AttemptResult, ClaimedDelivery, NewEvent, StoredEvent
-from hookline.store.queue import FailurePolicy
+from hookline.store.queue import FailurePolicy, LeaseOffer
 
 BUSY_TIMEOUT_SECONDS = 10.0
 ERROR_MAX_CHARS = 300
@@ -252,15 +252,22 @@ _CANCEL_PENDING_OF_SUBSCRIPTION = (
 # --- The writer thread -----------------------------------------------------------------------------------
 
 
+_Wakes = bool | Callable[[Any], bool]  # whether a job's commit brings new work: always, never, or by its result
+
+
 class _Job:
     """A function of the connection, the future its caller awaits, and whether its commit brings new work."""
 
     __slots__ = ("future", "run", "wakes")
 
-    def __init__(self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], wakes: bool) -> None:
+    def __init__(self, run: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], wakes: _Wakes) -> None:
         self.run = run
         self.future = future
         self.wakes = wakes
+
+    def woke(self, result: Any) -> bool:
+        """Whether this job, having run and returned `result`, brought new work for the dispatchers."""
+        return self.wakes(result) if callable(self.wakes) else self.wakes
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -357,7 +364,7 @@ class SqliteQueue:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             outcomes = [(job, None, exc) for job in jobs]
-        wakes = any(job.wakes and error is None for job, _, error in outcomes)
+        wakes = any(error is None and job.woke(result) for job, result, error in outcomes)
         assert self._loop is not None  # set by open() before the thread starts
         with contextlib.suppress(RuntimeError):  # the loop closed without close(): nobody is waiting
             self._loop.call_soon_threadsafe(self._settle, outcomes, wakes)
@@ -373,7 +380,9 @@ class SqliteQueue:
         if wakes:
             self.work_available.set()
 
-    def _submit(self, run: Callable[[sqlite3.Connection], _Result], *, wakes: bool = False) -> asyncio.Future[_Result]:
+    def _submit(
+        self, run: Callable[[sqlite3.Connection], _Result], *, wakes: _Wakes = False
+    ) -> asyncio.Future[_Result]:
         if self._loop is None or self._closed:
             raise RuntimeError("the SQLite queue is not open")
         future: asyncio.Future[_Result] = self._loop.create_future()
@@ -391,6 +400,25 @@ class SqliteQueue:
         return await self._submit(
             lambda connection: _ingest(connection, events, idempotency_window_seconds), wakes=True
         )
+
+    async def ingest_and_lease(
+        self, events: Sequence[NewEvent], idempotency_window_seconds: float, offer: LeaseOffer
+    ) -> tuple[list[StoredEvent], list[ClaimedDelivery]]:
+        """`ingest`, and in the same commit lease due deliveries to the offering dispatcher."""
+        excluded_json = _to_json(offer.excluded_subscription_ids) if offer.excluded_subscription_ids else None
+
+        def ingest_and_lease(connection: sqlite3.Connection) -> tuple[list[StoredEvent], list[ClaimedDelivery]]:
+            stored = _ingest(connection, events, idempotency_window_seconds)
+            if not any(event.deliveries and not event.duplicate for event in stored):
+                return stored, []
+            return stored, _claim(connection, offer.owner, offer.limit, offer.lease_seconds, excluded_json)
+
+        def may_leave_work(outcome: tuple[list[StoredEvent], list[ClaimedDelivery]]) -> bool:
+            stored, leased = outcome
+            fanned_out = any(event.deliveries and not event.duplicate for event in stored)
+            return fanned_out and offer.may_leave_work(len(leased))
+
+        return await self._submit(ingest_and_lease, wakes=may_leave_work)
 
     async def enqueue_leased(
         self, event: NewEvent, subscription_id: str, owner: str, lease_seconds: float
@@ -432,6 +460,11 @@ class SqliteQueue:
         """When the earliest pending delivery falls due, or None when nothing is pending."""
         due: float | None = await self._submit(lambda connection: connection.execute(_NEXT_DUE_AT).fetchone()[0])
         return due
+
+    async def seconds_until_due(self) -> float | None:
+        """How long until the earliest pending delivery falls due (<= 0: due now), by this machine's clock."""
+        due_at = await self.next_due_at()
+        return None if due_at is None else due_at - time.time()
 
     async def pending_count(self) -> int:
         """How many deliveries are pending (due or not, leased or not)."""

@@ -75,7 +75,7 @@ async def trigger(request: Request, subscription_id: str) -> Response:
     if target.event is None:
         return web.redirect(request, target.back, Flash("error", f"Event not queued: {target.problem}"))
     state = app_state(request)
-    [stored] = await state.queue.ingest([target.event], state.settings.idempotency_window_seconds)
+    [stored] = await state.ingest([target.event])
     plural = "delivery" if stored.deliveries == 1 else "deliveries"
     return web.redirect(
         request,

@@ -53,8 +53,8 @@ async def report_events(request: Request) -> Response:
             new_events.append(
                 new_event_from(item, state.settings, state.catalogue, principal.deployment, f"events[{index}].")
             )
-        stored = await state.queue.ingest(new_events, state.settings.idempotency_window_seconds)
+        stored = await state.ingest(new_events)
         return respond.ok(request, {"events": [views.stored_event_view(e) for e in stored]}, http_status=202)
     new_event = new_event_from(fields, state.settings, state.catalogue, principal.deployment)
-    stored = await state.queue.ingest([new_event], state.settings.idempotency_window_seconds)
+    stored = await state.ingest([new_event])
     return respond.ok(request, {"event": views.stored_event_view(stored[0])}, http_status=202)

@@ -114,7 +114,7 @@ async def trigger_subscription(request: Request, subscription_id: str) -> Respon
     state = app_state(request)
     found = await visible_subscription(state.db, principal, subscription_id)
     new_event = await _event_for(request, principal.deployment, found)
-    stored = await state.queue.ingest([new_event], state.settings.idempotency_window_seconds)
+    stored = await state.ingest([new_event])
     return respond.ok(request, {"event": views.stored_event_view(stored[0])})
 
 
