@@ -5,9 +5,9 @@ Store functions are written as plain synchronous functions over a SQLAlchemy `Co
 `AsyncConnection.run_sync`. On SQLite, with the stdlib driver: reads run inline on the event loop (an indexed, paged
 read takes tens of microseconds, less than a hop to a thread and back, and WAL readers never wait for the writer),
 and writes run on one writer thread with group commit (the writes that queued up while the previous commit ran
-go into one transaction, each in its own savepoint), since a commit waits for fsync. Through aiosqlite, which hops
-to its thread for every cursor operation, the same read took about 0.6 ms, and reader threads' GIL contention
-halved the API's rate.
+go into one transaction, without savepoints; if one of them fails, each runs again alone), since a commit waits for
+fsync. Through aiosqlite, which hops to its thread for every cursor operation, the same read took about 0.6 ms, and
+reader threads' GIL contention halved the API's rate.
 """
 
 from __future__ import annotations
@@ -94,24 +94,19 @@ class Database:
             self._commit(batch)
 
     def _commit(self, batch: list[_WriteJob[Any]]) -> None:
-        outcomes: list[tuple[_WriteJob[Any], Any, BaseException | None]] = []
+        """Run the batch in one transaction; if anything in it fails, run each job again in its own."""
         try:
             with self._sync_engine.begin() as connection:
-                for job in batch:
-                    try:
-                        with connection.begin_nested():
-                            outcomes.append((job, job.work(connection), None))
-                    except Exception as exc:  # this job's savepoint is rolled back; the others still commit
-                        outcomes.append((job, None, exc))
-        except Exception as exc:  # the commit itself failed: nothing of the batch is stored
-            for job in batch:
-                job.result.set_exception(exc)
+                values = [job.work(connection) for job in batch]
+        except Exception as exc:  # rolled back, all of it: no savepoints to pay for on the usual, clean path
+            if len(batch) == 1:
+                batch[0].result.set_exception(exc)
+                return
+            for job in batch:  # one job's error (or a failed commit) then fails only that job
+                self._commit([job])
             return
-        for job, value, error in outcomes:
-            if error is not None:
-                job.result.set_exception(error)
-            else:
-                job.result.set_result(value)
+        for job, value in zip(batch, values, strict=True):
+            job.result.set_result(value)
 
     async def dispose(self) -> None:
         """Close every connection (and the SQLite writer thread)."""
