@@ -7,10 +7,11 @@ Shape of the loop:
   most `per_subscription_max_in_flight` deliveries ready or in flight (its slots); the rest of its claimed
   deliveries wait, parked, until one of its own attempts ends. So a receiver that hangs until the deadline
   holds only its own subscription's slots, and healthy subscriptions keep flowing.
-- Parked deliveries do not use up the claim buffer, and a subscription with a full set of slots is left out
-  of claims, so one slow receiver cannot fill the buffer either. A parked delivery that could no longer
-  finish inside its lease is not sent: its lease runs out and it is claimed again later, never sent twice
-  at once.
+- Parked deliveries do not use up the claim buffer, and a subscription with a full set of slots and as many
+  deliveries parked behind them is left out of claims and lease offers, so one slow receiver cannot fill the
+  buffer either (a healthy one, merely busy at the moment, keeps a short line ready to go). A parked delivery
+  that could no longer finish inside its lease is not sent: its lease runs out and it is claimed again later,
+  never sent twice at once.
 - An ingest made through `ingest()` carries a lease offer: the deliveries it fans out (and any others due)
   are leased to this dispatcher in the ingest's own commit and handed straight to the workers, without a
   wake-up and a claim round trip (the latency path). At most MAX_OFFERS ingests lease at once, each up to the
@@ -178,9 +179,11 @@ class Dispatcher:
         return self._buffer_limit - (self._outstanding - self._parked)
 
     def _busy_subscriptions(self) -> list[str]:
-        """Subscriptions whose slots are all taken: claiming more of theirs now would only park them."""
-        cap = self._per_subscription_cap
-        return [subscription_id for subscription_id, taken in self._slots_taken.items() if taken >= cap]
+        """Subscriptions with every slot taken and a full set parked behind them: leave theirs in the queue."""
+        budget = self._per_subscription_cap
+        return [
+            subscription_id for subscription_id, parked in self._parked_by_subscription.items() if len(parked) >= budget
+        ]
 
     async def _seconds_until_due(self) -> float:
         """How long to sleep when the last claim came back short: until the next due row, at most a poll interval."""
@@ -338,8 +341,8 @@ class Dispatcher:
             self._parked -= 1
             if not parked:
                 del self._parked_by_subscription[subscription_id]
-            if self._parked == self._parked_limit - 1:
-                self._wake.set()  # room for parked deliveries again
+            if len(parked) == self._per_subscription_cap - 1 or self._parked == self._parked_limit - 1:
+                self._wake.set()  # a busy subscription became claimable, or there is room for parked ones again
             return
         taken = self._slots_taken[subscription_id] - 1
         if taken:
@@ -347,11 +350,8 @@ class Dispatcher:
         else:
             del self._slots_taken[subscription_id]
             self._gone_subscriptions.discard(subscription_id)
-        if (
-            taken == self._per_subscription_cap - 1  # a busy subscription became claimable
-            or self._free_room() == self._refill_at_free  # room for a batch
-        ):
-            self._wake.set()
+        if self._free_room() == self._refill_at_free:
+            self._wake.set()  # room for a batch
 
     # Recording -----------------------------------------------------------------------------------------
 
