@@ -2,10 +2,10 @@
 
 Every statement of the queue (ingestion, claims, results, releases, prunes and its few reads) runs on one
 dedicated thread that owns this queue's only sqlite3 connection. Callers hand it jobs (functions of the
-connection); the thread takes everything queued, runs it in ONE transaction with a SAVEPOINT per job (a job
-that raises rolls back only itself and fails only its own caller), commits, and then settles the callers'
-futures on the event loop. Whatever arrives while one commit is running goes into the next, so commits batch
-themselves without a timer window and `synchronous=FULL` costs almost nothing per delivery.
+connection); the thread takes everything queued, runs it in ONE transaction (if a job raises, the transaction is
+rolled back and each job runs again alone, so the error fails only its own caller), commits, and then settles
+the callers' futures on the event loop. Whatever arrives while one commit is running goes into the next, so
+commits batch themselves without a timer window and `synchronous=FULL` costs almost nothing per delivery.
 
 SQLite allows one dispatcher process per file: `acquire_dispatcher_lock` enforces it.
 """
@@ -96,18 +96,24 @@ _INSERT_LEASED_DELIVERY = (
     " next_attempt_at, lease_owner, created_at) VALUES (?, ?, ?, 'pending', 0, 0, ?, ?, ?)"
 )
 
+# A claim answers its rows as ONE JSON text (json_group_array): the sqlite3 module releases and retakes the GIL
+# around every row it steps through, and on a busy process each retake waits for the event loop's thread, so
+# fetching a batch row by row took milliseconds where one step and a json.loads take microseconds. (The
+# aggregate's order is unspecified: rows carry their due time and are sorted in Python.)
 _CLAIM_SELECT = (
-    # ClaimedDelivery's fields in its order, then the subscription's deleted_at.
-    "SELECT d.id, d.subscription_id, d.deployment_id, d.attempts, e.event_id, e.object_id, e.resource_url,"
-    " s.trigger_url, s.content_type, s.secret, dep.standard_webhooks, e.created_at, d.retries_allowed,"
-    " s.deleted_at"
+    # ClaimedDelivery's fields in its order, then the subscription's deleted_at and the due time.
+    "SELECT json_group_array(json_array(d.id, d.subscription_id, d.deployment_id, d.attempts, e.event_id,"
+    " e.object_id, e.resource_url, s.trigger_url, s.content_type, s.secret, dep.standard_webhooks, e.created_at,"
+    " d.retries_allowed, s.deleted_at, d.next_attempt_at)) FROM (SELECT d.id, d.subscription_id,"
+    " d.deployment_id, d.attempts, d.retries_allowed, d.next_attempt_at, d.event_row_id"
     " FROM deliveries AS d"
+    " WHERE d.state = 'pending' AND d.next_attempt_at <= ?{exclusion}"
+    " ORDER BY d.next_attempt_at, d.id LIMIT ?) AS d"
     " JOIN events AS e ON e.id = d.event_row_id"
     " JOIN subscriptions AS s ON s.id = d.subscription_id"
     " JOIN deployments AS dep ON dep.id = d.deployment_id"
-    " WHERE d.state = 'pending' AND d.next_attempt_at <= ?{exclusion}"
-    " ORDER BY d.next_attempt_at, d.id LIMIT ?"
 )
+_CLAIMED_ORDER = operator.itemgetter(14, 0)  # due time, then id: oldest due first
 _CLAIM_SELECT_ALL = _CLAIM_SELECT.format(exclusion="")
 _CLAIM_SELECT_EXCLUDING = _CLAIM_SELECT.format(
     exclusion=" AND d.subscription_id NOT IN (SELECT value FROM json_each(?))"
@@ -120,8 +126,7 @@ _CANCEL_DELIVERIES = (
 
 # Recording a batch of results: they are staged, in started_at order, into a temporary table that keeps only
 # those still holding their lease, the first for each delivery (a UNIQUE delivery_id and INSERT OR IGNORE);
-# every later statement is set-based over that table. Staging binds each result's fields in C (executemany of
-# attrgetter tuples): no Python code runs per result.
+# every later statement is set-based over that table.
 _RESULT_FIELDS = operator.attrgetter(
     "delivery_id",
     "lease_owner",
@@ -144,14 +149,19 @@ _CREATE_RECORDED_RESULTS = (
     " started_at REAL NOT NULL, duration_ms REAL, status_code INTEGER, response_excerpt TEXT, error TEXT,"
     " error_class TEXT, reported_outcome TEXT NOT NULL, outcome TEXT NOT NULL, retry_in_seconds REAL)"
 )
-_STAGE_RESULT = (
+# The batch arrives as one JSON array of _RESULT_FIELDS tuples: one statement steps once (see _CLAIM_SELECT on
+# why per-row steps cost so much on a busy process).
+_STAGE_RESULTS = (
     "INSERT OR IGNORE INTO temp.recorded_results (delivery_id, subscription_id, attempt_number, started_at,"
     " duration_ms, status_code, response_excerpt, error, error_class, reported_outcome, outcome, retry_in_seconds)"
-    f" SELECT ?1, d.subscription_id, ?3, ?4, ?5, ?6, ?7, substr(?8, 1, {ERROR_MAX_CHARS}),"
-    f" substr(?9, 1, {ERROR_CLASS_MAX_CHARS}), ?10,"
-    " CASE WHEN ?10 = 'retry' AND NOT d.retries_allowed THEN 'failed' ELSE ?10 END, ?11"
+    " SELECT r.value ->> 0, d.subscription_id, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5,"
+    f" r.value ->> 6, substr(r.value ->> 7, 1, {ERROR_MAX_CHARS}), substr(r.value ->> 8, 1, {ERROR_CLASS_MAX_CHARS}),"
+    " r.value ->> 9, CASE WHEN r.value ->> 9 = 'retry' AND NOT d.retries_allowed THEN 'failed' ELSE r.value ->> 9 END,"
+    " r.value ->> 10"
+    " FROM json_each(?) AS r CROSS JOIN deliveries AS d"
     # The lease fence: a result counts only while its delivery is pending and leased to the result's owner.
-    " FROM deliveries AS d WHERE d.id = ?1 AND d.state = 'pending' AND d.lease_owner = ?2"
+    " WHERE d.id = r.value ->> 0 AND d.state = 'pending' AND d.lease_owner = r.value ->> 1"
+    " ORDER BY r.key"
 )
 _INSERT_ATTEMPTS = (
     "INSERT INTO attempts (delivery_id, subscription_id, attempt_number, started_at, duration_ms, status_code,"
@@ -270,6 +280,29 @@ class _Job:
         return self.wakes(result) if callable(self.wakes) else self.wakes
 
 
+_Outcome = tuple[_Job, Any, BaseException | None]
+
+
+def _run_jobs(connection: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
+    """Run the jobs in one transaction; if one raises, roll all back and run each alone, so its error is its own.
+
+    No savepoint per job: on a busy process every statement costs a wait for the GIL, and the usual batch has
+    nothing to roll back.
+    """
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        outcomes: list[_Outcome] = [(job, job.run(connection), None) for job in jobs]
+        connection.execute("COMMIT")
+    except Exception as exc:
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        if len(jobs) == 1:
+            return [(jobs[0], None, exc)]
+        return [outcome for job in jobs for outcome in _run_jobs(connection, [job])]
+    return outcomes
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=256)
     connection.execute("PRAGMA journal_mode=WAL")
@@ -295,6 +328,7 @@ class SqliteQueue:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: sqlite3.Connection | None = None
         self._closed = False
 
     # Lifecycle ------------------------------------------------------------------------------------------
@@ -311,6 +345,9 @@ class SqliteQueue:
         )
         self._thread.start()
         await asyncio.wrap_future(connected)
+        # A reader for the due time, asked inline on the event loop: an indexed min() takes microseconds, and a
+        # WAL reader never waits for the writer, whose queue it would otherwise wait behind.
+        self._reader = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
 
     async def close(self) -> None:
         """Run every job already queued, commit, and close the connection."""
@@ -319,6 +356,9 @@ class SqliteQueue:
         self._closed = True
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _write_forever(self, connected: concurrent.futures.Future[None]) -> None:
         try:
@@ -342,34 +382,13 @@ class SqliteQueue:
             connection.close()
 
     def _run_in_one_transaction(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            for job in jobs:
-                connection.execute("SAVEPOINT job")
-                try:
-                    result = job.run(connection)
-                except Exception as exc:
-                    if not connection.in_transaction:
-                        raise  # SQLite rolled the whole transaction back (disk full, I/O error): fail the batch
-                    connection.execute("ROLLBACK TO job")
-                    connection.execute("RELEASE job")
-                    outcomes.append((job, None, exc))
-                else:
-                    connection.execute("RELEASE job")
-                    outcomes.append((job, result, None))
-            connection.execute("COMMIT")
-        except Exception as exc:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            outcomes = [(job, None, exc) for job in jobs]
+        outcomes = _run_jobs(connection, jobs)
         wakes = any(error is None and job.woke(result) for job, result, error in outcomes)
         assert self._loop is not None  # set by open() before the thread starts
         with contextlib.suppress(RuntimeError):  # the loop closed without close(): nobody is waiting
             self._loop.call_soon_threadsafe(self._settle, outcomes, wakes)
 
-    def _settle(self, outcomes: list[tuple[_Job, Any, BaseException | None]], wakes: bool) -> None:
+    def _settle(self, outcomes: list[_Outcome], wakes: bool) -> None:
         for job, result, error in outcomes:
             if job.future.done():  # the caller was cancelled; its job ran anyway
                 continue
@@ -458,8 +477,11 @@ class SqliteQueue:
 
     async def next_due_at(self) -> float | None:
         """When the earliest pending delivery falls due, or None when nothing is pending."""
-        due: float | None = await self._submit(lambda connection: connection.execute(_NEXT_DUE_AT).fetchone()[0])
-        return due
+        if self._reader is None or self._closed:
+            raise RuntimeError("the SQLite queue is not open")
+        # fetchall, not fetchone: a statement left unfinished would hold a read snapshot, and with it the WAL.
+        [(due,)] = self._reader.execute(_NEXT_DUE_AT).fetchall()
+        return due if due is None else float(due)
 
     async def seconds_until_due(self) -> float | None:
         """How long until the earliest pending delivery falls due (<= 0: due now), by this machine's clock."""
@@ -566,9 +588,11 @@ def _claim(
 ) -> list[ClaimedDelivery]:
     now = time.time()
     if excluded_json is None:
-        rows = connection.execute(_CLAIM_SELECT_ALL, (now, limit)).fetchall()
+        (rows_json,) = connection.execute(_CLAIM_SELECT_ALL, (now, limit)).fetchone()
     else:
-        rows = connection.execute(_CLAIM_SELECT_EXCLUDING, (now, excluded_json, limit)).fetchall()
+        (rows_json,) = connection.execute(_CLAIM_SELECT_EXCLUDING, (now, excluded_json, limit)).fetchone()
+    rows = json.loads(rows_json)
+    rows.sort(key=_CLAIMED_ORDER)
     # One comprehension, positional arguments: this runs on the writer thread, holding the GIL, per delivery.
     claimed = [
         ClaimedDelivery(
@@ -601,6 +625,7 @@ def _claim(
             created_at,
             retries_allowed,
             deleted_at,
+            _due_at,
         ) in rows
         if deleted_at is None
     ]
@@ -615,12 +640,17 @@ def _claim(
 
 def _record(connection: sqlite3.Connection, results: Sequence[AttemptResult], policy: FailurePolicy) -> None:
     now = time.time()
-    staged = connection.executemany(_STAGE_RESULT, map(_RESULT_FIELDS, sorted(results, key=_STARTED_AT)))
+    staged = connection.execute(
+        _STAGE_RESULTS, (json.dumps([_RESULT_FIELDS(result) for result in sorted(results, key=_STARTED_AT)]),)
+    )
     if staged.rowcount == 0:
         return  # every lease was lost (expired and claimed again, released, or the delivery cancelled)
     connection.execute(_INSERT_ATTEMPTS)
     connection.execute(_MOVE_DELIVERIES_ON, {"now": now})
     connection.execute(_TALLY_SUBSCRIPTIONS)
+    if all(result.outcome == "success" for result in results):  # the usual batch: no subscription to remove
+        connection.execute(_CLEAR_RECORDED_RESULTS)
+        return
     deleted = connection.execute(
         _DELETE_FAILING_SUBSCRIPTIONS, (now, policy.threshold, now - policy.window_seconds)
     ).fetchall()
