@@ -1,5 +1,5 @@
-"""A worker killed with SIGKILL midway through 10,000 deliveries: every delivery still arrives, and only those
-leased to the dead worker at the kill may arrive twice."""
+"""A worker killed with SIGKILL midway through 10,000 deliveries: every delivery still arrives, and one arrives
+twice only where the service could not know it had: leased to the dead worker at the kill, or an attempt failed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tests.faults.cluster import (
     Processes,
     admin_of,
     all_delivery_ids,
+    attempts_of,
     leased_to_process,
     report_events,
     start_api,
@@ -55,7 +56,7 @@ def test_a_worker_killed_midway_loses_nothing(store: str, processes: Processes, 
     victim = workers[0]
     victim.kill()
     # The dead worker's leases stay as they were until they expire: these are the only deliveries it may
-    # have sent without recording, so the only ones allowed to arrive twice.
+    # have sent without recording.
     in_flight_at_kill = leased_to_process(store, victim.process.pid)
 
     expected_ids = all_delivery_ids(store)
@@ -74,11 +75,19 @@ def test_a_worker_killed_midway_loses_nothing(store: str, processes: Processes, 
     assert len(expected_ids) == EVENT_COUNT, summary
     assert expected_ids <= counts.keys(), f"missing {sorted(expected_ids - counts.keys())[:20]}: {summary}"
     assert settled == {"succeeded": EVENT_COUNT}, summary
-    # Only what the dead worker held may repeat, and only once more: the bound is the leases it held
-    # (more than claim_batch_size: a worker also holds deliveries parked behind a busy subscription).
-    assert repeated.keys() <= in_flight_at_kill, f"repeated but not leased to the dead worker: {summary}"
-    assert max(repeated.values(), default=1) <= 2, summary
-    assert duplicates <= len(in_flight_at_kill), summary
+    # A repeat is allowed where the service could not know the first copy arrived: the dead worker held its
+    # lease (sent, never recorded), or an attempt is recorded as failed (e.g. the answer came after the
+    # attempt's deadline on a loaded machine, so it was rightly retried). Each such cause allows one more copy.
+    failed_attempts = {
+        delivery_id: sum(1 for _, status_code, _ in attempts if status_code is None or status_code >= 300)
+        for delivery_id, attempts in attempts_of(store, repeated).items()
+    }
+    allowed_copies = {
+        delivery_id: 1 + failed_attempts.get(delivery_id, 0) + (delivery_id in in_flight_at_kill)
+        for delivery_id in repeated
+    }
+    unexplained = {delivery_id: count for delivery_id, count in repeated.items() if count > allowed_copies[delivery_id]}
+    assert not unexplained, f"repeated beyond a lost lease or a failed attempt: {unexplained}; {summary}"
     survivors = [worker for worker in workers if worker is not victim]
     assert all(worker.process.poll() is None for worker in survivors), [w.output for w in survivors]
     assert [worker.stop(signal.SIGTERM) for worker in survivors] == [0] * len(survivors)
