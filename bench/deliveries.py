@@ -254,6 +254,19 @@ async def _offered_load(
     return late
 
 
+def _offered_against_floor(offered_per_second: float, floor_per_second: float | None) -> str:
+    """The offered delivery rate as a share of this run's floor, and a warning when no process could keep up."""
+    if not floor_per_second:
+        return ""
+    share = offered_per_second / floor_per_second
+    if share <= 1.0:
+        return f"; offered = {share:.2f} x this run's floor"
+    return (
+        f"; offered = {share:.2f} x this run's floor ({floor_per_second:,.0f}/s): more than a bare aiohttp loop "
+        "delivers on this machine, so deliveries queue all run and the figures measure that queue"
+    )
+
+
 def latency(kind: str, batch_size: int) -> Callable[[RunContext], Awaitable[list[Figure]]]:
     """The latency benchmark for one store kind: 202 to arrival at a fixed offered rate, `batch_size` a request."""
 
@@ -325,6 +338,7 @@ def latency(kind: str, batch_size: int) -> Callable[[RunContext], Awaitable[list
                 f"{1000 * batch_size / rate:g} ms; {delivered:,}/{expected:,} arrived; {before_202} arrived before "
                 f"their 202 was read; {late} requests sent > 5 ms late"
                 + (f"; {missing:,} never arrived (counted at {LATENCY_SETTLE_TIMEOUT_SECONDS:g} s+)" if missing else "")
+                + _offered_against_floor(rate * subscriptions, context.floor_deliveries_per_second)
             )
             context.details[f"latency_{kind}_batch_{batch_size}_ms"] = {
                 "p50": p50,
