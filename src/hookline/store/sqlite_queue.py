@@ -17,7 +17,6 @@ import concurrent.futures
 import contextlib
 import fcntl
 import json
-import operator
 import os
 import queue
 import sqlite3
@@ -29,10 +28,47 @@ from typing import Any, TypeVar
 
 from hookline.domain import AttemptResult, ClaimedDelivery, NewEvent, StoredEvent
 from hookline.store.queue import FailurePolicy, LeaseOffer
+from hookline.store.sqlite_sql import (
+    CANCEL_DELIVERIES,
+    CANCEL_PENDING_OF_REMOVED,
+    CANCEL_PENDING_OF_SUBSCRIPTION,
+    CLAIM_SELECT_ALL,
+    CLAIM_SELECT_EXCLUDING,
+    CLAIMED_ORDER,
+    CLEAR_RECORDED_RESULTS,
+    COUNT_FANOUT_DELIVERIES,
+    CREATE_RECORDED_RESULTS,
+    DELETE_ATTEMPTS_OF,
+    DELETE_DELIVERIES,
+    DELETE_EVENTS,
+    DELETE_FAILING_SUBSCRIPTIONS,
+    DELETE_GONE_SUBSCRIPTIONS,
+    EVENTS_STILL_DELIVERED,
+    FANOUT,
+    FANOUT_ONLY_FILTER,
+    FANOUT_USERS_FILTER,
+    FORGET_IDEMPOTENCY_KEY,
+    INSERT_ATTEMPTS,
+    INSERT_EVENT,
+    INSERT_LEASED_DELIVERY,
+    LEASE,
+    MOVE_DELIVERIES_ON,
+    NEXT_DUE_AT,
+    PENDING_COUNT,
+    REDELIVER,
+    RELEASE_ALL,
+    RELEASE_OWNER,
+    RESULT_FIELDS,
+    SELECT_EVENT_BY_KEY,
+    SELECT_LIVE_SUBSCRIPTION,
+    SELECT_OLD_EVENTS,
+    SELECT_PRUNABLE,
+    STAGE_RESULTS,
+    STARTED_AT,
+    TALLY_SUBSCRIPTIONS,
+)
 
 BUSY_TIMEOUT_SECONDS = 10.0
-ERROR_MAX_CHARS = 300
-ERROR_CLASS_MAX_CHARS = 64
 
 _Result = TypeVar("_Result")
 
@@ -62,201 +98,6 @@ def acquire_dispatcher_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
         os.close(descriptor)
-
-
-# --- SQL -------------------------------------------------------------------------------------------------
-# Terminal states clear the due time and the lease, so the partial due index only ever holds pending rows.
-
-_SELECT_EVENT_BY_KEY = (
-    "SELECT id, event_id, object_id, resource_url, created_at FROM events"
-    " WHERE deployment_id = ? AND idempotency_key = ?"
-)
-_COUNT_FANOUT_DELIVERIES = "SELECT count(*) FROM deliveries WHERE event_row_id = ? AND redelivery_of IS NULL"
-_FORGET_IDEMPOTENCY_KEY = "UPDATE events SET idempotency_key = NULL WHERE id = ?"
-_INSERT_EVENT = (
-    "INSERT INTO events (deployment_id, event_id, object_id, resource_url, user_ids, idempotency_key, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_FANOUT = (
-    "INSERT INTO deliveries (event_row_id, subscription_id, deployment_id, state, attempts, retries_allowed,"
-    " next_attempt_at, created_at)"
-    " SELECT ?, id, deployment_id, 'pending', 0, 1, ?, ? FROM subscriptions"
-    " WHERE deployment_id = ? AND event_id = ? AND deleted_at IS NULL"
-)
-_FANOUT_USERS_FILTER = " AND user_id IN (SELECT value FROM json_each(?))"
-_FANOUT_ONLY_FILTER = " AND id = ?"
-
-_SELECT_LIVE_SUBSCRIPTION = (
-    "SELECT s.deployment_id, s.trigger_url, s.content_type, s.secret, dep.standard_webhooks"
-    " FROM subscriptions AS s JOIN deployments AS dep ON dep.id = s.deployment_id"
-    " WHERE s.id = ? AND s.deleted_at IS NULL"
-)
-_INSERT_LEASED_DELIVERY = (
-    "INSERT INTO deliveries (event_row_id, subscription_id, deployment_id, state, attempts, retries_allowed,"
-    " next_attempt_at, lease_owner, created_at) VALUES (?, ?, ?, 'pending', 0, 0, ?, ?, ?)"
-)
-
-# A claim answers its rows as ONE JSON text (json_group_array): the sqlite3 module releases and retakes the GIL
-# around every row it steps through, and on a busy process each retake waits for the event loop's thread, so
-# fetching a batch row by row took milliseconds where one step and a json.loads take microseconds. (The
-# aggregate's order is unspecified: rows carry their due time and are sorted in Python.)
-_CLAIM_SELECT = (
-    # ClaimedDelivery's fields in its order, then the subscription's deleted_at and the due time.
-    "SELECT json_group_array(json_array(d.id, d.subscription_id, d.deployment_id, d.attempts, e.event_id,"
-    " e.object_id, e.resource_url, s.trigger_url, s.content_type, s.secret, dep.standard_webhooks, e.created_at,"
-    " d.retries_allowed, s.deleted_at, d.next_attempt_at)) FROM (SELECT d.id, d.subscription_id,"
-    " d.deployment_id, d.attempts, d.retries_allowed, d.next_attempt_at, d.event_row_id"
-    " FROM deliveries AS d"
-    " WHERE d.state = 'pending' AND d.next_attempt_at <= ?{exclusion}"
-    " ORDER BY d.next_attempt_at, d.id LIMIT ?) AS d"
-    " JOIN events AS e ON e.id = d.event_row_id"
-    " JOIN subscriptions AS s ON s.id = d.subscription_id"
-    " JOIN deployments AS dep ON dep.id = d.deployment_id"
-)
-_CLAIMED_ORDER = operator.itemgetter(14, 0)  # due time, then id: oldest due first
-_CLAIM_SELECT_ALL = _CLAIM_SELECT.format(exclusion="")
-_CLAIM_SELECT_EXCLUDING = _CLAIM_SELECT.format(
-    exclusion=" AND d.subscription_id NOT IN (SELECT value FROM json_each(?))"
-)
-_LEASE = "UPDATE deliveries SET next_attempt_at = ?, lease_owner = ? WHERE id IN (SELECT value FROM json_each(?))"
-_CANCEL_DELIVERIES = (
-    "UPDATE deliveries SET state = 'cancelled', finished_at = ?, next_attempt_at = NULL, lease_owner = NULL"
-    " WHERE id IN (SELECT value FROM json_each(?))"
-)
-
-# Recording a batch of results: they are staged, in started_at order, into a temporary table that keeps only
-# those still holding their lease, the first for each delivery (a UNIQUE delivery_id and INSERT OR IGNORE);
-# every later statement is set-based over that table.
-_RESULT_FIELDS = operator.attrgetter(
-    "delivery_id",
-    "lease_owner",
-    "attempt_number",
-    "started_at",
-    "duration_ms",
-    "status_code",
-    "response_excerpt",
-    "error",
-    "error_class",
-    "outcome",
-    "retry_in_seconds",
-)
-_STARTED_AT = operator.attrgetter("started_at")
-# `position` is the batch's started_at order; `outcome` is the effective one (a retry of a delivery without
-# retries is a failure), `reported_outcome` the one the attempt row logs.
-_CREATE_RECORDED_RESULTS = (
-    "CREATE TEMP TABLE IF NOT EXISTS recorded_results (position INTEGER PRIMARY KEY,"
-    " delivery_id INTEGER NOT NULL UNIQUE, subscription_id TEXT NOT NULL, attempt_number INTEGER,"
-    " started_at REAL NOT NULL, duration_ms REAL, status_code INTEGER, response_excerpt TEXT, error TEXT,"
-    " error_class TEXT, reported_outcome TEXT NOT NULL, outcome TEXT NOT NULL, retry_in_seconds REAL)"
-)
-# The batch arrives as one JSON array of _RESULT_FIELDS tuples: one statement steps once (see _CLAIM_SELECT on
-# why per-row steps cost so much on a busy process).
-_STAGE_RESULTS = (
-    "INSERT OR IGNORE INTO temp.recorded_results (delivery_id, subscription_id, attempt_number, started_at,"
-    " duration_ms, status_code, response_excerpt, error, error_class, reported_outcome, outcome, retry_in_seconds)"
-    " SELECT r.value ->> 0, d.subscription_id, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5,"
-    f" r.value ->> 6, substr(r.value ->> 7, 1, {ERROR_MAX_CHARS}), substr(r.value ->> 8, 1, {ERROR_CLASS_MAX_CHARS}),"
-    " r.value ->> 9, CASE WHEN r.value ->> 9 = 'retry' AND NOT d.retries_allowed THEN 'failed' ELSE r.value ->> 9 END,"
-    " r.value ->> 10"
-    " FROM json_each(?) AS r CROSS JOIN deliveries AS d"
-    # The lease fence: a result counts only while its delivery is pending and leased to the result's owner.
-    " WHERE d.id = r.value ->> 0 AND d.state = 'pending' AND d.lease_owner = r.value ->> 1"
-    " ORDER BY r.key"
-)
-_INSERT_ATTEMPTS = (
-    "INSERT INTO attempts (delivery_id, subscription_id, attempt_number, started_at, duration_ms, status_code,"
-    " response_excerpt, error, error_class, outcome)"
-    " SELECT delivery_id, subscription_id, attempt_number, started_at, duration_ms, status_code, response_excerpt,"
-    " error, error_class, reported_outcome FROM temp.recorded_results ORDER BY position"
-)
-_MOVE_DELIVERIES_ON = (
-    "UPDATE deliveries SET"
-    " state = CASE r.outcome WHEN 'retry' THEN 'pending' WHEN 'success' THEN 'succeeded' ELSE 'failed' END,"
-    " attempts = attempts + 1,"
-    " next_attempt_at = CASE WHEN r.outcome = 'retry' THEN :now + coalesce(r.retry_in_seconds, 0.0) END,"
-    " lease_owner = NULL, finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE :now END,"
-    " last_status_code = r.status_code, last_error = r.error"
-    # The unary + keeps the planner from scanning deliveries to probe recorded_results by delivery_id.
-    " FROM temp.recorded_results AS r WHERE deliveries.id = +r.delivery_id"
-)
-# Per subscription: a success in the batch resets the counters to the failures after the last success;
-# retry and failed count one failure each (gone counts none); the last_* fields come from the latest attempt.
-_TALLY_SUBSCRIPTIONS = (
-    "WITH marks AS ("
-    "  SELECT subscription_id, max(position) AS last_position,"
-    "   max(CASE WHEN outcome = 'success' THEN position END) AS last_success_position"
-    "  FROM temp.recorded_results GROUP BY subscription_id"
-    " ), tallies AS ("
-    "  SELECT m.subscription_id, m.last_success_position IS NOT NULL AS reset, count(f.position) AS failures,"
-    "   min(f.started_at) AS first_failure_at, latest.started_at AS last_attempt_at,"
-    "   latest.status_code AS last_status_code, latest.error AS last_error"
-    "  FROM marks AS m JOIN temp.recorded_results AS latest ON latest.position = m.last_position"
-    "  LEFT JOIN temp.recorded_results AS f ON f.subscription_id = m.subscription_id"
-    "   AND f.outcome IN ('retry', 'failed') AND f.position > coalesce(m.last_success_position, 0)"
-    "  GROUP BY m.subscription_id"
-    " )"
-    " UPDATE subscriptions SET"
-    " consecutive_failures = CASE WHEN t.reset THEN t.failures ELSE consecutive_failures + t.failures END,"
-    " failing_since = CASE WHEN t.reset THEN t.first_failure_at ELSE coalesce(failing_since, t.first_failure_at) END,"
-    " last_attempt_at = t.last_attempt_at, last_status_code = t.last_status_code, last_error = t.last_error"
-    " FROM tallies AS t WHERE subscriptions.id = t.subscription_id"
-)
-# Subscriptions that failed in this batch after their last success in it (if any).
-_FAILED_IN_BATCH = (
-    "SELECT subscription_id FROM temp.recorded_results GROUP BY subscription_id"
-    " HAVING max(CASE WHEN outcome IN ('retry', 'failed') THEN position END)"
-    " > coalesce(max(CASE WHEN outcome = 'success' THEN position END), 0)"
-)
-_DELETE_FAILING_SUBSCRIPTIONS = (
-    "UPDATE subscriptions SET deleted_at = ?, deleted_reason = 'too_many_failures'"
-    f" WHERE id IN ({_FAILED_IN_BATCH}) AND deleted_at IS NULL"
-    " AND consecutive_failures >= ? AND failing_since IS NOT NULL AND failing_since <= ?"
-    " RETURNING id"
-)
-_GONE_IN_BATCH = "SELECT subscription_id FROM temp.recorded_results WHERE outcome = 'gone'"
-_DELETE_GONE_SUBSCRIPTIONS = (
-    "UPDATE subscriptions SET deleted_at = ?, deleted_reason = 'gone'"
-    f" WHERE id IN ({_GONE_IN_BATCH}) AND deleted_at IS NULL"
-)
-# Cancel the pending deliveries of the subscriptions gone in this batch and of those it deleted for failing.
-_CANCEL_PENDING_OF_REMOVED = (
-    "UPDATE deliveries SET state = 'cancelled', finished_at = ?, next_attempt_at = NULL, lease_owner = NULL"
-    f" WHERE state = 'pending' AND subscription_id IN ({_GONE_IN_BATCH} UNION ALL SELECT value FROM json_each(?))"
-)
-_CLEAR_RECORDED_RESULTS = "DELETE FROM temp.recorded_results"
-
-_RELEASE_OWNER = (
-    "UPDATE deliveries SET next_attempt_at = ?, lease_owner = NULL WHERE state = 'pending' AND lease_owner = ?"
-)
-_RELEASE_ALL = (
-    "UPDATE deliveries SET next_attempt_at = ?, lease_owner = NULL WHERE state = 'pending' AND lease_owner IS NOT NULL"
-)
-_REDELIVER = (
-    "INSERT INTO deliveries (event_row_id, subscription_id, deployment_id, state, attempts, retries_allowed,"
-    " next_attempt_at, created_at, redelivery_of)"
-    " SELECT d.event_row_id, d.subscription_id, d.deployment_id, 'pending', 0, 1, ?, ?, d.id"
-    " FROM deliveries AS d JOIN subscriptions AS s ON s.id = d.subscription_id"
-    " WHERE d.id = ? AND s.deleted_at IS NULL"
-)
-_NEXT_DUE_AT = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
-_PENDING_COUNT = "SELECT count(*) FROM deliveries WHERE state = 'pending'"
-
-_SELECT_PRUNABLE = (
-    "SELECT id, event_row_id FROM deliveries WHERE state <> 'pending' AND finished_at < ? ORDER BY finished_at LIMIT ?"
-)
-_SELECT_OLD_EVENTS = "SELECT id FROM events WHERE created_at < ? ORDER BY created_at LIMIT ?"
-_DELETE_ATTEMPTS_OF = "DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?))"
-_DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))"
-# One pass over deliveries for the whole batch (an index on deliveries.event_row_id makes it a lookup).
-_EVENTS_STILL_DELIVERED = (
-    "SELECT DISTINCT event_row_id FROM deliveries WHERE event_row_id IN (SELECT value FROM json_each(?))"
-)
-_DELETE_EVENTS = "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))"
-
-_CANCEL_PENDING_OF_SUBSCRIPTION = (
-    "UPDATE deliveries SET state = 'cancelled', finished_at = ?, next_attempt_at = NULL, lease_owner = NULL"
-    " WHERE subscription_id = ? AND state = 'pending'"
-)
 
 
 # --- The writer thread -----------------------------------------------------------------------------------
@@ -309,7 +150,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA temp_store=MEMORY")  # recorded_results never touches the disk
-    connection.execute(_CREATE_RECORDED_RESULTS)
+    connection.execute(CREATE_RECORDED_RESULTS)
     return connection
 
 
@@ -462,13 +303,13 @@ class SqliteQueue:
     async def release(self, owner: str) -> int:
         """Hand back every delivery leased to `owner` (due now); returns how many."""
         return await self._submit(
-            lambda connection: connection.execute(_RELEASE_OWNER, (time.time(), owner)).rowcount, wakes=True
+            lambda connection: connection.execute(RELEASE_OWNER, (time.time(), owner)).rowcount, wakes=True
         )
 
     async def release_all(self) -> int:
         """Hand back every leased delivery (due now); only for the one dispatcher, once it holds the lock."""
         return await self._submit(
-            lambda connection: connection.execute(_RELEASE_ALL, (time.time(),)).rowcount, wakes=True
+            lambda connection: connection.execute(RELEASE_ALL, (time.time(),)).rowcount, wakes=True
         )
 
     async def redeliver(self, delivery_id: int) -> int | None:
@@ -480,7 +321,7 @@ class SqliteQueue:
         if self._reader is None or self._closed:
             raise RuntimeError("the SQLite queue is not open")
         # fetchall, not fetchone: a statement left unfinished would hold a read snapshot, and with it the WAL.
-        [(due,)] = self._reader.execute(_NEXT_DUE_AT).fetchall()
+        [(due,)] = self._reader.execute(NEXT_DUE_AT).fetchall()
         return due if due is None else float(due)
 
     async def seconds_until_due(self) -> float | None:
@@ -490,7 +331,7 @@ class SqliteQueue:
 
     async def pending_count(self) -> int:
         """How many deliveries are pending (due or not, leased or not)."""
-        count: int = await self._submit(lambda connection: connection.execute(_PENDING_COUNT).fetchone()[0])
+        count: int = await self._submit(lambda connection: connection.execute(PENDING_COUNT).fetchone()[0])
         return count
 
     async def prune(self, finished_before: float, batch_size: int) -> int:
@@ -501,7 +342,7 @@ class SqliteQueue:
         """Cancel the pending deliveries of a subscription (after it was deleted); returns how many."""
         return await self._submit(
             lambda connection: (
-                connection.execute(_CANCEL_PENDING_OF_SUBSCRIPTION, (time.time(), subscription_id)).rowcount
+                connection.execute(CANCEL_PENDING_OF_SUBSCRIPTION, (time.time(), subscription_id)).rowcount
             )
         )
 
@@ -516,16 +357,16 @@ def _ingest(connection: sqlite3.Connection, events: Sequence[NewEvent], window_s
 
 def _ingest_one(connection: sqlite3.Connection, event: NewEvent, window_seconds: float, now: float) -> StoredEvent:
     if event.idempotency_key is not None:
-        original = connection.execute(_SELECT_EVENT_BY_KEY, (event.deployment_id, event.idempotency_key)).fetchone()
+        original = connection.execute(SELECT_EVENT_BY_KEY, (event.deployment_id, event.idempotency_key)).fetchone()
         if original is not None:
             row_id, event_id, object_id, resource_url, created_at = original
             if now - created_at < window_seconds:
-                (fanned_out,) = connection.execute(_COUNT_FANOUT_DELIVERIES, (row_id,)).fetchone()
+                (fanned_out,) = connection.execute(COUNT_FANOUT_DELIVERIES, (row_id,)).fetchone()
                 return StoredEvent(row_id, event_id, object_id, resource_url, created_at, fanned_out, duplicate=True)
-            connection.execute(_FORGET_IDEMPOTENCY_KEY, (row_id,))
+            connection.execute(FORGET_IDEMPOTENCY_KEY, (row_id,))
     user_ids_json = None if event.user_ids is None else _to_json(event.user_ids)
     row_id = connection.execute(
-        _INSERT_EVENT,
+        INSERT_EVENT,
         (
             event.deployment_id,
             event.event_id,
@@ -536,13 +377,13 @@ def _ingest_one(connection: sqlite3.Connection, event: NewEvent, window_seconds:
             now,
         ),
     ).lastrowid
-    fanout_sql = _FANOUT
+    fanout_sql = FANOUT
     parameters: list[Any] = [row_id, now, now, event.deployment_id, event.event_id]
     if user_ids_json is not None:
-        fanout_sql += _FANOUT_USERS_FILTER
+        fanout_sql += FANOUT_USERS_FILTER
         parameters.append(user_ids_json)
     if event.only_subscription_id is not None:
-        fanout_sql += _FANOUT_ONLY_FILTER
+        fanout_sql += FANOUT_ONLY_FILTER
         parameters.append(event.only_subscription_id)
     fanned_out = connection.execute(fanout_sql, parameters).rowcount
     assert row_id is not None  # an INSERT always sets lastrowid
@@ -552,18 +393,18 @@ def _ingest_one(connection: sqlite3.Connection, event: NewEvent, window_seconds:
 def _enqueue_leased(
     connection: sqlite3.Connection, event: NewEvent, subscription_id: str, owner: str, lease_seconds: float
 ) -> ClaimedDelivery | None:
-    subscription = connection.execute(_SELECT_LIVE_SUBSCRIPTION, (subscription_id,)).fetchone()
+    subscription = connection.execute(SELECT_LIVE_SUBSCRIPTION, (subscription_id,)).fetchone()
     if subscription is None or subscription[0] != event.deployment_id:
         return None
     deployment_id, trigger_url, content_type, secret, standard_webhooks = subscription
     now = time.time()
     # Synchronous dispatch takes no part in idempotency: its key, if any, is not stored.
     event_row_id = connection.execute(
-        _INSERT_EVENT,
+        INSERT_EVENT,
         (deployment_id, event.event_id, event.object_id, event.resource_url, None, None, now),
     ).lastrowid
     delivery_id = connection.execute(
-        _INSERT_LEASED_DELIVERY, (event_row_id, subscription_id, deployment_id, now + lease_seconds, owner, now)
+        INSERT_LEASED_DELIVERY, (event_row_id, subscription_id, deployment_id, now + lease_seconds, owner, now)
     ).lastrowid
     assert delivery_id is not None  # an INSERT always sets lastrowid
     return ClaimedDelivery(
@@ -588,11 +429,11 @@ def _claim(
 ) -> list[ClaimedDelivery]:
     now = time.time()
     if excluded_json is None:
-        (rows_json,) = connection.execute(_CLAIM_SELECT_ALL, (now, limit)).fetchone()
+        (rows_json,) = connection.execute(CLAIM_SELECT_ALL, (now, limit)).fetchone()
     else:
-        (rows_json,) = connection.execute(_CLAIM_SELECT_EXCLUDING, (now, excluded_json, limit)).fetchone()
+        (rows_json,) = connection.execute(CLAIM_SELECT_EXCLUDING, (now, excluded_json, limit)).fetchone()
     rows = json.loads(rows_json)
-    rows.sort(key=_CLAIMED_ORDER)
+    rows.sort(key=CLAIMED_ORDER)
     # One comprehension, positional arguments: this runs on the writer thread, holding the GIL, per delivery.
     claimed = [
         ClaimedDelivery(
@@ -631,56 +472,56 @@ def _claim(
     ]
     if len(claimed) < len(rows):  # some subscriptions were deleted since their deliveries were queued
         orphaned = [row[0] for row in rows if row[13] is not None]
-        connection.execute(_CANCEL_DELIVERIES, (now, _to_json(orphaned)))
+        connection.execute(CANCEL_DELIVERIES, (now, _to_json(orphaned)))
     if claimed:
         leased_json = _to_json([delivery.delivery_id for delivery in claimed])
-        connection.execute(_LEASE, (now + lease_seconds, owner, leased_json))
+        connection.execute(LEASE, (now + lease_seconds, owner, leased_json))
     return claimed
 
 
 def _record(connection: sqlite3.Connection, results: Sequence[AttemptResult], policy: FailurePolicy) -> None:
     now = time.time()
     staged = connection.execute(
-        _STAGE_RESULTS, (json.dumps([_RESULT_FIELDS(result) for result in sorted(results, key=_STARTED_AT)]),)
+        STAGE_RESULTS, (json.dumps([RESULT_FIELDS(result) for result in sorted(results, key=STARTED_AT)]),)
     )
     if staged.rowcount == 0:
         return  # every lease was lost (expired and claimed again, released, or the delivery cancelled)
-    connection.execute(_INSERT_ATTEMPTS)
-    connection.execute(_MOVE_DELIVERIES_ON, {"now": now})
-    connection.execute(_TALLY_SUBSCRIPTIONS)
+    connection.execute(INSERT_ATTEMPTS)
+    connection.execute(MOVE_DELIVERIES_ON, {"now": now})
+    connection.execute(TALLY_SUBSCRIPTIONS)
     if all(result.outcome == "success" for result in results):  # the usual batch: no subscription to remove
-        connection.execute(_CLEAR_RECORDED_RESULTS)
+        connection.execute(CLEAR_RECORDED_RESULTS)
         return
     deleted = connection.execute(
-        _DELETE_FAILING_SUBSCRIPTIONS, (now, policy.threshold, now - policy.window_seconds)
+        DELETE_FAILING_SUBSCRIPTIONS, (now, policy.threshold, now - policy.window_seconds)
     ).fetchall()
-    connection.execute(_DELETE_GONE_SUBSCRIPTIONS, (now,))
+    connection.execute(DELETE_GONE_SUBSCRIPTIONS, (now,))
     deleted_json = _to_json([subscription_id for (subscription_id,) in deleted]) if deleted else "[]"
-    connection.execute(_CANCEL_PENDING_OF_REMOVED, (now, deleted_json))
-    connection.execute(_CLEAR_RECORDED_RESULTS)
+    connection.execute(CANCEL_PENDING_OF_REMOVED, (now, deleted_json))
+    connection.execute(CLEAR_RECORDED_RESULTS)
 
 
 def _redeliver(connection: sqlite3.Connection, delivery_id: int) -> int | None:
     now = time.time()
-    cursor = connection.execute(_REDELIVER, (now, now, delivery_id))
+    cursor = connection.execute(REDELIVER, (now, now, delivery_id))
     return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
 def _prune(connection: sqlite3.Connection, finished_before: float, batch_size: int) -> int:
-    prunable = connection.execute(_SELECT_PRUNABLE, (finished_before, batch_size)).fetchall()
+    prunable = connection.execute(SELECT_PRUNABLE, (finished_before, batch_size)).fetchall()
     if prunable:
         delivery_ids_json = _to_json([delivery_id for delivery_id, _ in prunable])
-        connection.execute(_DELETE_ATTEMPTS_OF, (delivery_ids_json,))
-        connection.execute(_DELETE_DELIVERIES, (delivery_ids_json,))
+        connection.execute(DELETE_ATTEMPTS_OF, (delivery_ids_json,))
+        connection.execute(DELETE_DELIVERIES, (delivery_ids_json,))
     # Events whose last deliveries just went, and old events that never fanned out to anyone.
     candidates = {event_row_id for _, event_row_id in prunable}
-    candidates.update(row_id for (row_id,) in connection.execute(_SELECT_OLD_EVENTS, (finished_before, batch_size)))
+    candidates.update(row_id for (row_id,) in connection.execute(SELECT_OLD_EVENTS, (finished_before, batch_size)))
     if candidates:
         candidates_json = _to_json(candidates)
-        still_delivered = {row_id for (row_id,) in connection.execute(_EVENTS_STILL_DELIVERED, (candidates_json,))}
+        still_delivered = {row_id for (row_id,) in connection.execute(EVENTS_STILL_DELIVERED, (candidates_json,))}
         if still_delivered:
             candidates -= still_delivered
             candidates_json = _to_json(candidates)
         if candidates:
-            connection.execute(_DELETE_EVENTS, (candidates_json,))
+            connection.execute(DELETE_EVENTS, (candidates_json,))
     return len(prunable)
