@@ -133,18 +133,17 @@ def leased_to_process(url: str, pid: int) -> set[int]:
     return {row[0] for row in rows}
 
 
-def attempts_of(url: str, delivery_ids: Iterable[int]) -> dict[int, list[tuple[Any, ...]]]:
-    """The recorded attempts of these deliveries: (attempt number, status code, error class), in order."""
+def attempt_outcomes(url: str, delivery_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The logged outcome of every attempt of these deliveries, in attempt order."""
     rows = postgres_rows(
         url,
-        "SELECT delivery_id, attempt_number, status_code, error_class FROM attempts"
-        " WHERE delivery_id = ANY(%s) ORDER BY delivery_id, attempt_number",
+        "SELECT delivery_id, outcome FROM attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, attempt_number",
         (list(delivery_ids),),
     )
-    recorded: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for delivery_id, *attempt in rows:
-        recorded[delivery_id].append(tuple(attempt))
-    return dict(recorded)
+    outcomes: dict[int, list[str]] = defaultdict(list)
+    for delivery_id, outcome in rows:
+        outcomes[delivery_id].append(outcome)
+    return dict(outcomes)
 
 
 def lease_owners(url: str) -> dict[int, str]:

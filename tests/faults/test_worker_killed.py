@@ -12,7 +12,7 @@ from tests.faults.cluster import (
     Processes,
     admin_of,
     all_delivery_ids,
-    attempts_of,
+    attempt_outcomes,
     leased_to_process,
     report_events,
     start_api,
@@ -79,8 +79,8 @@ def test_a_worker_killed_midway_loses_nothing(store: str, processes: Processes, 
     # lease (sent, never recorded), or an attempt is recorded as failed (e.g. the answer came after the
     # attempt's deadline on a loaded machine, so it was rightly retried). Each such cause allows one more copy.
     failed_attempts = {
-        delivery_id: sum(1 for _, status_code, _ in attempts if status_code is None or status_code >= 300)
-        for delivery_id, attempts in attempts_of(store, repeated).items()
+        delivery_id: sum(1 for outcome in outcomes if outcome != "success")
+        for delivery_id, outcomes in attempt_outcomes(store, repeated).items()
     }
     allowed_copies = {
         delivery_id: 1 + failed_attempts.get(delivery_id, 0) + (delivery_id in in_flight_at_kill)
