@@ -53,6 +53,7 @@ from hookline.store.postgres_sql import (
     SESSION_SETTINGS_SQL,
 )
 from hookline.store.queue import FailurePolicy, LeaseOffer
+from hookline.store.schema import ERROR_CLASS_MAX_CHARS, ERROR_MAX_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ LISTEN_BACKOFF_MIN_SECONDS = 0.1
 LISTEN_BACKOFF_MAX_SECONDS = 5.0
 MAX_RESULTS_PER_COMMIT = 5000
 MAX_EVENTS_PER_INGEST_COMMIT = 5000  # a bigger group waits for the next commit
-LAST_ERROR_MAX_CHARS = 300
-ERROR_CLASS_MAX_CHARS = 64
 # TCP keepalives, so a connection to a vanished server (no FIN) is noticed within ~25 s.
 CONNECTION_KWARGS: dict[str, Any] = {
     "autocommit": True,
@@ -459,7 +458,8 @@ class PostgresQueue:
                 cursor = await connection.execute(INGEST_SQL, ingest_params)
                 claiming = None
                 if claim_params is not None:
-                    await connection.execute(NO_HASH_JOINS_FOR_THIS_TRANSACTION_SQL)  # the claim's plan: see above
+                    # The claim's plan wants hash joins off again (see SESSION_SETTINGS_SQL).
+                    await connection.execute(NO_HASH_JOINS_FOR_THIS_TRANSACTION_SQL)
                     claiming = await connection.execute(CLAIM_SQL, claim_params)
                 rows = await cursor.fetchall()
                 if claiming is not None:
@@ -601,7 +601,7 @@ class PostgresQueue:
                     _text_array([STATE_BY_OUTCOME[result.outcome] for result in results]),
                     _float_array([result.retry_in_seconds or 0.0 for result in results]),
                     _int_array([result.status_code for result in results]),
-                    _text_array([_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in results]),
+                    _text_array([_truncate(result.error, ERROR_MAX_CHARS) for result in results]),
                     _text_array(["pending"] * len(results)),
                 ),
             )
@@ -628,7 +628,7 @@ class PostgresQueue:
                     _float_array([result.duration_ms for result in accepted]),
                     _int_array([result.status_code for result in accepted]),
                     _text_array([result.response_excerpt for result in accepted]),
-                    _text_array([_truncate(result.error, LAST_ERROR_MAX_CHARS) for result in accepted]),
+                    _text_array([_truncate(result.error, ERROR_MAX_CHARS) for result in accepted]),
                     _text_array([_truncate(result.error_class, ERROR_CLASS_MAX_CHARS) for result in accepted]),
                     _text_array([result.outcome for result in accepted]),
                     _text_array([update[0] for update in updates]),
@@ -779,7 +779,7 @@ def _subscription_updates(
                 failing_since,
                 float(last.started_at),
                 last.status_code,
-                _truncate(last.error, LAST_ERROR_MAX_CHARS),
+                _truncate(last.error, ERROR_MAX_CHARS),
                 deleted_reason,
             )
         )

@@ -25,6 +25,10 @@ from sqlalchemy import (
 # SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (auto-increment); PostgreSQL wants BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# What is kept of an error text and of its class (the queues truncate to these before writing).
+ERROR_MAX_CHARS = 300
+ERROR_CLASS_MAX_CHARS = 64
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -103,7 +107,7 @@ subscriptions = Table(
     Column("failing_since", Float, nullable=True),
     Column("last_attempt_at", Float, nullable=True),
     Column("last_status_code", Integer, nullable=True),
-    Column("last_error", String(300), nullable=True),
+    Column("last_error", String(ERROR_MAX_CHARS), nullable=True),
     Index("ix_subscriptions_fanout", "deployment_id", "event_id", "deleted_at"),
     Index("ix_subscriptions_owner", "deployment_id", "user_id", "created_at"),
     Index("ix_subscriptions_listing", "deployment_id", "created_at", "id"),
@@ -139,7 +143,7 @@ deliveries = Table(
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
     Column("last_status_code", Integer, nullable=True),
-    Column("last_error", String(300), nullable=True),
+    Column("last_error", String(ERROR_MAX_CHARS), nullable=True),
     Column("redelivery_of", BigId, nullable=True),
     # The queue: pending rows by due time. A claim pushes next_attempt_at to the lease's expiry,
     # so a leased row is simply "not due" until its lease runs out (then it is claimed again).
@@ -171,8 +175,8 @@ attempts = Table(
     Column("duration_ms", Float, nullable=False),
     Column("status_code", Integer, nullable=True),
     Column("response_excerpt", Text, nullable=True),
-    Column("error", String(300), nullable=True),
-    Column("error_class", String(64), nullable=True),
+    Column("error", String(ERROR_MAX_CHARS), nullable=True),
+    Column("error_class", String(ERROR_CLASS_MAX_CHARS), nullable=True),
     Column("outcome", String(16), nullable=False),
     Index("ix_attempts_delivery", "delivery_id"),
 )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import operator
 
-ERROR_MAX_CHARS = 300  # what the attempt log keeps of an error
-ERROR_CLASS_MAX_CHARS = 64
+from hookline.store.schema import ERROR_CLASS_MAX_CHARS, ERROR_MAX_CHARS
 
 # Terminal states clear the due time and the lease, so the partial due index only ever holds pending rows.
 
